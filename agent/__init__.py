@@ -1,0 +1,1 @@
+"""The DealerPulse agent: runs on dealer servers; needs only grpcio, protobuf, psutil."""

@@ -1,0 +1,1 @@
+"""The central collector: ingest server, store, alerting and scheduled jobs."""

@@ -1,0 +1,1 @@
+"""The reporter: analytics RPCs, reports, HTTP API and dashboard (reads the store)."""
