@@ -1,0 +1,151 @@
+"""Engines for the two backends, and the translation of driver errors.
+
+SQLite runs in WAL mode with ``synchronous=FULL`` by default: a commit is
+on disk before the collector acks, across power loss too. Group commit makes
+the one fsync per group cheap (see docs/notes/store.md for figures).
+Write transactions start with ``BEGIN IMMEDIATE`` so that two writers queue
+on the busy timeout instead of failing to upgrade a read lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy.engine import make_url
+
+from collector.abc import StoreError
+from collector.store.errors import StoreUnavailable, StoreWriteError
+from dealerpulse.config import redact_url
+
+logger = logging.getLogger(__name__)
+
+SqliteSync = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+# Execution option that makes a SQLite transaction take the write lock at BEGIN.
+WRITE_OPTION = "dealerpulse_write"
+
+
+def create_store_engine(
+    url: str,
+    *,
+    pool_size: int = 20,
+    busy_timeout_s: float = 10.0,
+    sqlite_synchronous: SqliteSync = "FULL",
+    sqlite_cache_mib: int = 64,
+) -> Engine:
+    """An engine for a sqlite:///PATH or postgresql[+psycopg]://... URL."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            raise ValueError(
+                f"database URL {redact_url(url)!r}: in-memory SQLite is not supported "
+                "(every connection would see its own database); use sqlite:///PATH"
+            )
+        engine = create_engine(
+            parsed,
+            pool_size=pool_size,
+            connect_args={"check_same_thread": False, "timeout": busy_timeout_s},
+        )
+        _configure_sqlite(engine, busy_timeout_s, sqlite_synchronous, sqlite_cache_mib)
+        return engine
+    if backend == "postgresql":
+        if parsed.drivername not in ("postgresql", "postgresql+psycopg"):
+            raise ValueError(
+                f"database URL {redact_url(url)!r}: PostgreSQL is supported through psycopg 3 "
+                "only; use postgresql+psycopg://USER@HOST/DB"
+            )
+        parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(
+            parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        )
+    raise ValueError(
+        f"database URL {redact_url(url)!r}: unsupported backend {backend!r} "
+        "(use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB)"
+    )
+
+
+def _configure_sqlite(
+    engine: Engine, busy_timeout_s: float, synchronous: SqliteSync, cache_mib: int
+) -> None:
+    if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise ValueError(
+            f"sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}"
+        )
+    if isinstance(cache_mib, bool) or not isinstance(cache_mib, int) or cache_mib <= 0:
+        raise ValueError(f"sqlite_cache_mib must be a positive whole number, not {cache_mib!r}")
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Autocommit at the driver level: the "begin" hook below issues BEGIN
+        # itself (the sqlite3 module's implicit transactions get this wrong).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            # Negative: KiB. The writer's hot set is one leaf page of
+            # ix_samples_series_time per active series (see docs/notes/store.md).
+            cursor.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
+        finally:
+            cursor.close()
+
+    def on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    event.listen(engine, "connect", on_connect)
+    event.listen(engine, "begin", on_begin)
+
+
+@contextmanager
+def translated_errors(action: str) -> Iterator[None]:
+    """Turn SQLAlchemy and driver errors into StoreError subclasses naming the action."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as error:
+        translated = translate(error, action)
+        if translated is None:
+            raise
+        raise translated from error
+
+
+def translate(error: BaseException, action: str) -> StoreError | None:
+    """The StoreError for a database error, or None for anything else (a bug: re-raise)."""
+    if isinstance(error, OverflowError):  # sqlite3 refuses ints beyond 64 bits this way
+        return StoreWriteError(f"{action} failed: a number exceeds 64 bits: {error}")
+    cause: BaseException = error
+    if isinstance(error, exc.DBAPIError) and error.orig is not None:
+        cause = error.orig
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return StoreUnavailable(f"{action}: lost the database connection: {cause}")
+    if isinstance(error, exc.TimeoutError | exc.DisconnectionError):
+        return StoreUnavailable(f"{action}: no database connection available: {error}")
+    if _is_unavailable(cause):
+        return StoreUnavailable(f"{action}: database unavailable: {cause}")
+    if isinstance(error, exc.SQLAlchemyError | sqlite3.Error) or _is_psycopg_error(cause):
+        return StoreWriteError(f"{action} failed: {cause}")
+    return None
+
+
+def _is_unavailable(cause: BaseException) -> bool:
+    if isinstance(cause, sqlite3.OperationalError):
+        # "no such table" is a schema problem, not an outage.
+        return "no such" not in str(cause)
+    if _is_psycopg_error(cause):
+        import psycopg
+
+        return isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError)
+    return False
+
+
+def _is_psycopg_error(cause: BaseException) -> bool:
+    # psycopg is only imported when a PostgreSQL URL is used.
+    return type(cause).__module__.startswith("psycopg")

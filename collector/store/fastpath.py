@@ -1,0 +1,109 @@
+"""Sample rows in bulk, by the fastest path of each backend.
+
+SQLAlchemy's executemany manages some tens of thousands of rows per second on
+PostgreSQL; COPY in binary format through the psycopg connection manages
+several hundred thousand, and SQLite's own executemany on the raw cursor
+skips SQLAlchemy's per-row work. Both run inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import Connection
+
+SampleRow = tuple[int, int, float]
+"""(series_id, time_ms, value)."""
+
+_SQLITE_INSERT = "INSERT INTO samples (series_id, time_ms, value) VALUES (?, ?, ?)"
+_POSTGRESQL_COPY = "COPY samples (series_id, time_ms, value) FROM STDIN (FORMAT BINARY)"
+
+
+def insert_samples(connection: Connection, rows: Sequence[SampleRow]) -> None:
+    if not rows:
+        return
+    if not connection.in_transaction():
+        # Outside a transaction the raw cursor would commit row by row.
+        raise RuntimeError("insert_samples must run inside the write transaction")
+    raw = connection.connection.driver_connection
+    if connection.dialect.name == "postgresql":
+        _copy_postgresql(raw, rows)
+    else:
+        _executemany_sqlite(raw, rows)
+
+
+def _executemany_sqlite(raw: object, rows: Sequence[SampleRow]) -> None:
+    import sqlite3
+
+    if not isinstance(raw, sqlite3.Connection):
+        raise TypeError(f"expected a sqlite3 connection, got {type(raw).__name__}")
+    cursor = raw.cursor()
+    try:
+        cursor.executemany(_SQLITE_INSERT, rows)
+    finally:
+        cursor.close()
+
+
+# COPY's binary format: a signature, flags and header-extension length, then
+# per row the field count and each field as length + big-endian value, then -1.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = struct.pack(">h", -1)
+_COPY_ROW = struct.Struct(">hiqiqid")
+
+
+def encode_copy_binary(rows: Sequence[SampleRow]) -> bytes:
+    """The COPY binary stream of (int8, int8, float8) rows, packed in one go.
+
+    Several times faster than psycopg's per-row write_row in Python.
+    """
+    pack = _COPY_ROW.pack
+    body = b"".join([pack(3, 8, sid, 8, time_ms, 8, value) for sid, time_ms, value in rows])
+    return _COPY_HEADER + body + _COPY_TRAILER
+
+
+def _copy_postgresql(raw: object, rows: Sequence[SampleRow]) -> None:
+    import psycopg
+
+    if not isinstance(raw, psycopg.Connection):
+        raise TypeError(f"expected a psycopg connection, got {type(raw).__name__}")
+    with raw.cursor() as cursor, cursor.copy(_POSTGRESQL_COPY) as copy:
+        copy.write(encode_copy_binary(rows))
+
+
+# The newest point per series. A resent old batch must not hide a newer point,
+# hence the WHERE. Rows come sorted by series id: two collectors touching the
+# same series lock them in one order and cannot deadlock.
+_SQLITE_UPSERT_LATEST = """
+INSERT INTO series_latest (series_id, time_ms, value, received_ms) VALUES (?, ?, ?, ?)
+ON CONFLICT (series_id) DO UPDATE SET
+    time_ms = excluded.time_ms, value = excluded.value, received_ms = excluded.received_ms
+WHERE excluded.time_ms >= series_latest.time_ms
+"""
+# One statement for the whole group: SQLAlchemy would send one upsert per row.
+_POSTGRESQL_UPSERT_LATEST = """
+INSERT INTO series_latest (series_id, time_ms, value, received_ms)
+SELECT s, t, v, %s FROM unnest(%s::bigint[], %s::bigint[], %s::float8[]) AS u(s, t, v)
+ON CONFLICT (series_id) DO UPDATE SET
+    time_ms = excluded.time_ms, value = excluded.value, received_ms = excluded.received_ms
+WHERE excluded.time_ms >= series_latest.time_ms
+"""
+
+
+def upsert_latest(
+    connection: Connection, latest: Mapping[int, tuple[int, float]], received_ms: int
+) -> None:
+    """Record (time_ms, value) as the newest point of each series id, unless older."""
+    if not latest:
+        return
+    ordered = sorted(latest.items())
+    if connection.dialect.name == "postgresql":
+        ids = [series_id for series_id, _ in ordered]
+        times = [time_ms for _, (time_ms, _) in ordered]
+        values = [value for _, (_, value) in ordered]
+        connection.exec_driver_sql(_POSTGRESQL_UPSERT_LATEST, (received_ms, ids, times, values))
+    else:
+        connection.exec_driver_sql(
+            _SQLITE_UPSERT_LATEST,
+            [(series_id, t, v, received_ms) for series_id, (t, v) in ordered],
+        )

@@ -1,0 +1,292 @@
+"""The hot path: a group of batches in one transaction.
+
+Order inside the transaction: decide duplicates, check dealers and agents,
+resolve series ids, then samples (bulk), latest points, endpoint stats, gaps,
+the (agent_id, seq) bookkeeping rows and finally the agents' counters. Any
+failure rolls all of it back and forgets the series ids learnt meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Engine,
+    Update,
+    bindparam,
+    case,
+    select,
+    tuple_,
+)
+
+from collector.abc import UnknownDealer
+from collector.store.dedup import BatchKey, Committed, batch_key, classify
+from collector.store.dialect import insert_ignoring_conflicts
+from collector.store.engine import WRITE_OPTION, translated_errors
+from collector.store.errors import AgentConflict
+from collector.store.fastpath import SampleRow, insert_samples, upsert_latest
+from collector.store.records import endpoint_row, gap_row
+from collector.store.schema import (
+    UtcDateTime,
+    agents,
+    api_performance,
+    dealers,
+    ingest_batches,
+    ingest_gaps,
+)
+from collector.store.series import SeriesCache, SeriesKey, resolve_missing
+from dealerpulse.clock import to_unix_ms
+from dealerpulse.model import MetricBatch, WriteOutcome, WriteResult
+
+logger = logging.getLogger(__name__)
+
+# (agent_id, seq) pairs per lookup: SQLite allows 32766 bound parameters.
+_KEYS_PER_QUERY = 500
+
+
+class BatchWriter:
+    """Writes groups of batches; one instance per store, called from one thread."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._series = SeriesCache()
+        self._known_dealers: set[str] = set()
+        self._lock = threading.Lock()
+
+    def write(self, batches: Sequence[MetricBatch], received_at: datetime) -> list[WriteResult]:
+        if received_at.tzinfo is None:
+            raise ValueError("received_at must be a timezone-aware UTC datetime")
+        if not batches:
+            return []
+        with self._lock:
+            learnt: dict[SeriesKey, int] = {}
+            action = f"writing a group of {len(batches)} batches"
+            with translated_errors(action), self._engine.connect() as connection:
+                connection.execution_options(**{WRITE_OPTION: True})
+                with connection.begin():
+                    results = self._write_group(connection, batches, received_at, learnt)
+            # Reached only after the commit: ids of rolled-back series never get cached.
+            self._series.remember(learnt)
+        return results
+
+    def forget_series(self) -> None:
+        self._series.clear()
+
+    def _write_group(
+        self,
+        connection: Connection,
+        batches: Sequence[MetricBatch],
+        received_at: datetime,
+        learnt: dict[SeriesKey, int],
+    ) -> list[WriteResult]:
+        results = classify(batches, _committed(connection, {batch_key(b) for b in batches}))
+        self._check_dealers(connection, batches)
+        _ensure_agents(connection, batches, received_at)
+        new = [b for b, r in zip(batches, results, strict=True) if r.outcome is WriteOutcome.STORED]
+        if new:
+            rows, latest = self._sample_rows(connection, new, learnt)
+            insert_samples(connection, rows)
+            upsert_latest(connection, latest, to_unix_ms(received_at))
+            _insert_details(connection, new, received_at)
+        _update_agents(connection, batches, results, received_at)
+        return results
+
+    def _check_dealers(self, connection: Connection, batches: Sequence[MetricBatch]) -> None:
+        unknown = {b.dealer_id for b in batches} - self._known_dealers
+        if not unknown:
+            return
+        query = select(dealers.c.dealer_id).where(dealers.c.dealer_id.in_(sorted(unknown)))
+        # Dealers are never deleted, so a dealer seen once stays valid.
+        self._known_dealers.update(connection.scalars(query))
+        for batch in batches:
+            if batch.dealer_id not in self._known_dealers:
+                raise UnknownDealer(
+                    f"batch seq {batch.seq} of agent {batch.agent_id!r}: "
+                    f"dealer {batch.dealer_id!r} is not registered"
+                )
+
+    def _sample_rows(
+        self,
+        connection: Connection,
+        batches: Sequence[MetricBatch],
+        learnt: dict[SeriesKey, int],
+    ) -> tuple[list[SampleRow], dict[int, tuple[int, float]]]:
+        """The sample rows, and the newest (time_ms, value) of every series touched.
+
+        One pass in the steady state (every series cached); rows of series
+        seen for the first time get their id after one round trip for all.
+        """
+        rows: list[SampleRow] = []
+        unresolved: list[tuple[int, SeriesKey]] = []
+        missing: dict[SeriesKey, str] = {}
+        for batch in batches:
+            ids = self._series.of_agent(batch.dealer_id, batch.agent_id)
+            for sample in batch.samples:
+                series_id = ids.get((sample.name, sample.labels))
+                if series_id is None:
+                    key = (batch.dealer_id, batch.agent_id, sample.name, sample.labels)
+                    missing.setdefault(key, sample.unit)
+                    unresolved.append((len(rows), key))
+                    series_id = 0
+                rows.append((series_id, sample.time_ms, sample.value))
+        if unresolved:
+            learnt.update(resolve_missing(connection, missing))
+            for index, key in unresolved:
+                _, time_ms, value = rows[index]
+                rows[index] = (learnt[key], time_ms, value)
+        latest: dict[int, tuple[int, float]] = {}
+        for series_id, time_ms, value in rows:
+            newest = latest.get(series_id)
+            if newest is None or time_ms >= newest[0]:
+                latest[series_id] = (time_ms, value)
+        return rows, latest
+
+
+def _committed(connection: Connection, keys: Iterable[BatchKey]) -> dict[BatchKey, Committed]:
+    ordered = sorted(keys)
+    found: dict[BatchKey, Committed] = {}
+    key_columns = tuple_(ingest_batches.c.agent_id, ingest_batches.c.seq)
+    for start in range(0, len(ordered), _KEYS_PER_QUERY):
+        chunk = ordered[start : start + _KEYS_PER_QUERY]
+        query = select(
+            ingest_batches.c.agent_id,
+            ingest_batches.c.seq,
+            ingest_batches.c.digest,
+            ingest_batches.c.samples,
+        ).where(key_columns.in_(chunk))
+        for row in connection.execute(query):
+            found[(row.agent_id, row.seq)] = Committed(bytes(row.digest), row.samples)
+    return found
+
+
+def _newest_by_agent(batches: Iterable[MetricBatch]) -> dict[str, MetricBatch]:
+    newest: dict[str, MetricBatch] = {}
+    for batch in batches:
+        if batch.agent_id not in newest or batch.seq > newest[batch.agent_id].seq:
+            newest[batch.agent_id] = batch
+    return newest
+
+
+def _ensure_agents(
+    connection: Connection, batches: Sequence[MetricBatch], received_at: datetime
+) -> None:
+    """Create the rows of agents never registered, and refuse agents of another dealer."""
+    newest = _newest_by_agent(batches)
+    rows = [
+        {
+            "agent_id": agent_id,
+            "dealer_id": batch.dealer_id,
+            "hostname": batch.hostname,
+            "version": batch.agent_version,
+            "boot_id": batch.boot_id,
+            "first_seen": received_at,
+            "last_seen": received_at,
+            "last_seq": 0,
+            "generated_samples": 0,
+            "dropped_samples": {},
+            "spool_bytes": 0,
+            "spool_batches": 0,
+        }
+        for agent_id, batch in sorted(newest.items())
+    ]
+    connection.execute(insert_ignoring_conflicts(connection, agents), rows)
+    query = select(agents.c.agent_id, agents.c.dealer_id).where(
+        agents.c.agent_id.in_(sorted(newest))
+    )
+    owners = {row.agent_id: row.dealer_id for row in connection.execute(query)}
+    for batch in batches:
+        owner = owners[batch.agent_id]
+        if owner != batch.dealer_id:
+            raise AgentConflict(
+                f"batch seq {batch.seq}: agent {batch.agent_id!r} belongs to dealer "
+                f"{owner!r}, not {batch.dealer_id!r}"
+            )
+
+
+def _insert_details(
+    connection: Connection, batches: Sequence[MetricBatch], received_at: datetime
+) -> None:
+    endpoints = [endpoint_row(b, stat) for b in batches for stat in b.endpoints]
+    if endpoints:
+        connection.execute(api_performance.insert(), endpoints)
+    gaps = [gap_row(b, gap, received_at) for b in batches for gap in b.gaps]
+    if gaps:
+        connection.execute(insert_ignoring_conflicts(connection, ingest_gaps), gaps)
+    connection.execute(
+        ingest_batches.insert(),
+        [
+            {
+                "agent_id": b.agent_id,
+                "seq": b.seq,
+                "digest": b.digest,
+                "dealer_id": b.dealer_id,
+                "samples": len(b.samples),
+                "received_at": received_at,
+            }
+            for b in batches
+        ],
+    )
+
+
+def _update_agents(
+    connection: Connection,
+    batches: Sequence[MetricBatch],
+    results: Sequence[WriteResult],
+    received_at: datetime,
+) -> None:
+    """last_seen for every agent of the group; seq and counters from its newest new batch.
+
+    The comparison with last_seq happens in SQL, under the row lock, so a
+    backfilled old batch never overwrites newer totals.
+    """
+    stored = [b for b, r in zip(batches, results, strict=True) if r.outcome is WriteOutcome.STORED]
+    newest = _newest_by_agent(stored)
+    rows = []
+    for agent_id in sorted({b.agent_id for b in batches}):
+        batch = newest.get(agent_id)
+        rows.append(
+            {
+                "b_agent_id": agent_id,
+                "b_seen": received_at,
+                "b_seq": batch.seq if batch else -1,
+                "b_hostname": batch.hostname if batch else "",
+                "b_version": batch.agent_version if batch else "",
+                "b_boot_id": batch.boot_id if batch else "",
+                "b_generated": batch.counters.generated_samples if batch else 0,
+                "b_dropped": dict(batch.counters.dropped_samples) if batch else {},
+                "b_spool_bytes": batch.counters.spool_bytes if batch else 0,
+                "b_spool_batches": batch.counters.spool_batches if batch else 0,
+            }
+        )
+    connection.execute(_agents_update(), rows)
+
+
+def _agents_update() -> Update:
+    newer = bindparam("b_seq", type_=BigInteger()) > agents.c.last_seq
+
+    def if_newer(parameter: str, column: str) -> ColumnElement[Any]:
+        value = bindparam(parameter, type_=agents.c[column].type)
+        return case((newer, value), else_=agents.c[column])
+
+    return (
+        agents.update()
+        .where(agents.c.agent_id == bindparam("b_agent_id"))
+        .values(
+            last_seen=bindparam("b_seen", type_=UtcDateTime()),
+            last_seq=if_newer("b_seq", "last_seq"),
+            hostname=if_newer("b_hostname", "hostname"),
+            version=if_newer("b_version", "version"),
+            boot_id=if_newer("b_boot_id", "boot_id"),
+            generated_samples=if_newer("b_generated", "generated_samples"),
+            dropped_samples=if_newer("b_dropped", "dropped_samples"),
+            spool_bytes=if_newer("b_spool_bytes", "spool_bytes"),
+            spool_batches=if_newer("b_spool_batches", "spool_batches"),
+        )
+    )
