@@ -1,0 +1,1 @@
+"""The collector's ingest path: decode, validate, group-commit, acknowledge."""

@@ -1,0 +1,188 @@
+"""The only collector module that touches the ingest protobuf types.
+
+Wire messages become the shared frozen dataclasses of :mod:`dealerpulse.model`
+on the way in, and results become :class:`Ack` messages on the way out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import grpc
+
+from collector.abc import AgentInfo
+from dealerpulse.model import (
+    AgentCounters,
+    EndpointStat,
+    Gap,
+    LatencySketch,
+    MetricBatch,
+    Sample,
+    WriteOutcome,
+    WriteResult,
+)
+from dealerpulse.v1 import ingest_pb2 as pb
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedBatch:
+    """A batch as the collector sees it, with the size it had on the wire."""
+
+    batch: MetricBatch
+    encoded_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a batch is refused for good: the gRPC code, the offending field, a message."""
+
+    code: grpc.StatusCode
+    field: str
+    message: str
+
+
+def decode_batch(message: pb.Batch) -> DecodedBatch:
+    # The digest covers the deterministic encoding so that an honest resend of
+    # the same content hashes the same, whatever the map order on the wire.
+    encoded = message.SerializeToString(deterministic=True)
+    batch = MetricBatch(
+        agent_id=message.agent_id,
+        dealer_id=message.dealer_id,
+        seq=message.seq,
+        boot_id=message.boot_id,
+        hostname=message.hostname,
+        agent_version=message.agent_version,
+        created_ms=message.created_unix_ms,
+        samples=tuple(_decode_sample(s) for s in message.samples),
+        endpoints=tuple(_decode_endpoint(e) for e in message.endpoints),
+        gaps=tuple(_decode_gap(g) for g in message.gaps),
+        counters=_decode_counters(message.counters),
+        digest=hashlib.sha256(encoded).digest(),
+    )
+    return DecodedBatch(batch=batch, encoded_bytes=len(encoded))
+
+
+def _decode_sample(message: pb.Sample) -> Sample:
+    return Sample(
+        name=message.name,
+        value=message.value,
+        unit=message.unit,
+        time_ms=message.time_unix_ms,
+        labels=tuple(sorted(message.labels.items())),
+    )
+
+
+def _decode_endpoint(message: pb.EndpointStats) -> EndpointStat:
+    latency = _decode_sketch(message.latency) if message.HasField("latency") else None
+    return EndpointStat(
+        route=message.route,
+        method=message.method,
+        start_ms=message.start_unix_ms,
+        end_ms=message.end_unix_ms,
+        count=message.count,
+        errors=message.errors,
+        client_errors=message.client_errors,
+        duration_sum_ms=message.duration_sum_ms,
+        duration_min_ms=message.duration_min_ms,
+        duration_max_ms=message.duration_max_ms,
+        status_counts=tuple(sorted(message.status_counts.items())),
+        last_error=message.last_error,
+        last_error_ms=message.last_error_unix_ms,
+        latency=latency,
+        source=message.source,
+    )
+
+
+def _decode_sketch(message: pb.LatencySketch) -> LatencySketch:
+    return LatencySketch(
+        relative_accuracy=message.relative_accuracy,
+        offset=message.offset,
+        bin_counts=tuple(message.bin_counts),
+        zero_count=message.zero_count,
+    )
+
+
+def _decode_gap(message: pb.Gap) -> Gap:
+    return Gap(
+        first_seq=message.first_seq,
+        last_seq=message.last_seq,
+        from_ms=message.from_unix_ms,
+        to_ms=message.to_unix_ms,
+        batches=message.batches,
+        samples=message.samples,
+        reason=message.reason,
+    )
+
+
+def _decode_counters(message: pb.AgentCounters) -> AgentCounters:
+    return AgentCounters(
+        generated_samples=message.generated_samples,
+        dropped_samples=tuple(sorted(message.dropped_samples.items())),
+        spool_bytes=message.spool_bytes,
+        spool_batches=message.spool_batches,
+    )
+
+
+def decode_hello(message: pb.HelloRequest, dealer_id: str) -> AgentInfo:
+    """The agent's self-description; the dealer comes from its token, never from the request."""
+    return AgentInfo(
+        agent_id=message.agent_id,
+        dealer_id=dealer_id,
+        hostname=message.hostname,
+        version=message.agent_version,
+        boot_id=message.boot_id,
+    )
+
+
+def encode_hello_response(
+    dealer_id: str, dealer_name: str, last_committed_seq: int, server_time_ms: int
+) -> pb.HelloResponse:
+    return pb.HelloResponse(
+        dealer_id=dealer_id,
+        dealer_name=dealer_name,
+        last_committed_seq=last_committed_seq,
+        server_time_unix_ms=server_time_ms,
+    )
+
+
+def encode_write_result(seq: int, result: WriteResult) -> pb.Ack:
+    if result.outcome is WriteOutcome.STORED:
+        return pb.Ack(seq=seq, status=pb.Ack.STORED, samples_stored=result.samples_stored)
+    if result.outcome is WriteOutcome.DUPLICATE:
+        return pb.Ack(seq=seq, status=pb.Ack.DUPLICATE)
+    return encode_rejection(seq, conflict_rejection(seq))
+
+
+def conflict_rejection(seq: int) -> Rejection:
+    return Rejection(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "seq",
+        f"seq {seq} was already stored with different content",
+    )
+
+
+def encode_rejection(seq: int, rejection: Rejection) -> pb.Ack:
+    return pb.Ack(
+        seq=seq,
+        status=pb.Ack.REJECTED,
+        code=_code_number(rejection.code),
+        field=rejection.field,
+        message=rejection.message,
+    )
+
+
+def encode_retry(seq: int, code: grpc.StatusCode, message: str, retry_after_s: float) -> pb.Ack:
+    return pb.Ack(
+        seq=seq,
+        status=pb.Ack.RETRY,
+        code=_code_number(code),
+        message=message,
+        retry_after_ms=max(1, round(retry_after_s * 1000)),
+    )
+
+
+def _code_number(code: grpc.StatusCode) -> int:
+    # StatusCode values are (number, name) pairs; the wire carries the number.
+    number: int = code.value[0]
+    return number

@@ -1,0 +1,217 @@
+"""The collector's gRPC server: Ingest, health and reflection, with a graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from collector.abc import MetricStore
+from collector.ingest.service import IngestService
+from collector.ingest.stream import StreamConfig
+from collector.ingest.validate import DAY_S, Limits
+from collector.ingest.writer import BatchWriter, RetryPolicy, WriterStats
+from collector.settings import CollectorSettings
+from collector.store import open_store
+from dealerpulse.clock import Clock, SystemClock
+from dealerpulse.config import default_database_url, redact_url
+from dealerpulse.v1 import ingest_pb2, ingest_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+INGEST_SERVICE = ingest_pb2.DESCRIPTOR.services_by_name["Ingest"].full_name
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+class CollectorError(Exception):
+    """The collector server cannot start (address in use, unreadable TLS files...)."""
+
+
+class CollectorServer:
+    def __init__(
+        self,
+        store: MetricStore,
+        listen: str = "127.0.0.1:0",
+        settings: CollectorSettings | None = None,
+        clock: Clock | None = None,
+        *,
+        writer_retry: RetryPolicy | None = None,
+    ) -> None:
+        self._store = store
+        self._writer_retry = writer_retry
+        self._listen = listen
+        self._settings = settings or CollectorSettings()
+        self._clock = clock or SystemClock()
+        self._writer: BatchWriter | None = None
+        self._service: IngestService | None = None
+        self._health: HealthServicer | None = None
+        self._server: grpc.aio.Server | None = None
+        self._port = 0
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    def writer_stats(self) -> WriterStats:
+        if self._writer is None:
+            raise RuntimeError("the collector server is not started")
+        return self._writer.stats()
+
+    async def start(self) -> int:
+        """Bind, start serving, and return the bound port."""
+        if self._server is not None:
+            raise RuntimeError("CollectorServer.start() called twice")
+        settings = self._settings
+        writer = BatchWriter(
+            self._store,
+            max_queue_samples=settings.max_queue_samples,
+            max_group_samples=settings.max_group_samples,
+            max_group_delay_s=settings.group_delay_s,
+            clock=self._clock,
+            retry=self._writer_retry,
+        )
+        service = IngestService(
+            self._store,
+            writer,
+            clock=self._clock,
+            config=_stream_config(settings),
+            auth_ttl_s=settings.auth_cache_ttl_s,
+        )
+        health = HealthServicer()
+        server = grpc.aio.server(options=_server_options(settings))
+        # The generated registration function carries no type hints.
+        ingest_pb2_grpc.add_IngestServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        reflection.enable_server_reflection(
+            (INGEST_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), server
+        )
+        self._port = self._bind(server)
+        writer.start()  # before the first RPC can arrive
+        try:
+            await server.start()
+        except BaseException:
+            await writer.drain_and_stop(0.0)
+            raise
+        for name in ("", INGEST_SERVICE):
+            await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._writer, self._service, self._health, self._server = writer, service, health, server
+        logger.info("collector ingest listening on %s (port %s)", self._listen, self._port)
+        return self._port
+
+    def _bind(self, server: grpc.aio.Server) -> int:
+        settings = self._settings
+        try:
+            if settings.tls_cert is not None and settings.tls_key is not None:
+                root = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
+                credentials = grpc.ssl_server_credentials(
+                    [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
+                    root_certificates=root,
+                    require_client_auth=root is not None,
+                )
+                port = server.add_secure_port(self._listen, credentials)
+            else:
+                port = server.add_insecure_port(self._listen)
+        except OSError as exc:
+            raise CollectorError(f"cannot read a TLS file: {exc}") from exc
+        except RuntimeError as exc:  # grpc raises RuntimeError when it cannot bind
+            raise CollectorError(f"cannot listen on {self._listen}: {exc}") from exc
+        if port == 0:
+            raise CollectorError(f"cannot listen on {self._listen} (address in use?)")
+        return port
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop taking streams, commit and ack what was accepted, then close.
+
+        Streams still open after the drain end with UNAVAILABLE; agents resend
+        what was not acked, to this collector after a restart or to another.
+        """
+        server, service, writer, health = self._server, self._service, self._writer, self._health
+        if server is None or service is None or writer is None or health is None:
+            return
+        self._server = None
+        grace_s = self._settings.shutdown_grace_s if grace_s is None else grace_s
+        # The grace period is real time spent waiting, not the injected clock.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        await health.enter_graceful_shutdown()
+        service.begin_shutdown()
+        drained = await writer.drain_and_stop(deadline - loop.time())
+        closed = await service.wait_streams_closed(deadline - loop.time())
+        await server.stop(max(0.0, deadline - loop.time()))
+        logger.info(
+            "collector stopped (writer drained: %s, streams closed in time: %s)", drained, closed
+        )
+
+
+def _stream_config(settings: CollectorSettings) -> StreamConfig:
+    limits = Limits(
+        max_samples=settings.max_batch_samples,
+        max_batch_bytes=settings.max_batch_bytes,
+        max_future_s=settings.max_future_s,
+        retention_s=settings.retention_days * DAY_S,
+    )
+    return StreamConfig(limits=limits, max_in_flight=settings.max_in_flight_per_stream)
+
+
+def _server_options(settings: CollectorSettings) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", settings.max_receive_bytes),
+        # gRPC reuses ports by default: a second collector would share the
+        # port silently instead of failing to start.
+        ("grpc.so_reuseport", 0),
+        # Agents keep streams open for days: find dead peers, and accept the
+        # agents' own keepalive pings (every 10 s at the most).
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ]
+
+
+async def run_collector(
+    settings: CollectorSettings | Mapping[str, Any], stop: asyncio.Event | None = None
+) -> None:
+    """Open the store, serve until ``stop`` is set -- by default until SIGTERM/SIGINT --
+    then shut down gracefully.
+
+    Without ``stop``, a second signal during the shutdown gets Python's default
+    handling (a forced exit); what was not acked by then is resent by the agents.
+    """
+    if not isinstance(settings, CollectorSettings):
+        settings = CollectorSettings.from_values(settings)
+    url = settings.db or default_database_url()
+    logger.info("opening store %s", redact_url(url))
+    store = await asyncio.to_thread(open_store, url)
+    try:
+        server = CollectorServer(store, settings.listen, settings, SystemClock())
+        await server.start()
+        try:
+            if stop is None:
+                await _wait_for_signal()
+            else:
+                await stop.wait()
+            logger.info("collector shutting down")
+        finally:
+            await server.stop(settings.shutdown_grace_s)
+    finally:
+        await asyncio.to_thread(store.close)
+
+
+async def _wait_for_signal() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
