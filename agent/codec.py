@@ -1,0 +1,221 @@
+"""The only agent module that touches protobuf: model dataclasses <-> wire bytes.
+
+Batches are encoded deterministically (map entries sorted), so the same batch
+always yields the same bytes; the spool stores those bytes and a resend is
+byte-identical to the first send.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import TypeVar
+
+from google.protobuf.message import DecodeError
+
+from agent.errors import CodecError
+from dealerpulse.model import AgentCounters, EndpointStat, Gap, LatencySketch, MetricBatch, Sample
+from dealerpulse.v1 import ingest_pb2 as pb
+
+logger = logging.getLogger(__name__)
+
+_Item = TypeVar("_Item")
+_Reply = TypeVar("_Reply", pb.Ack, pb.HelloResponse)
+
+HELLO_METHOD = "/dealerpulse.v1.Ingest/Hello"
+STREAM_METHOD = "/dealerpulse.v1.Ingest/Stream"
+
+
+class AckStatus(Enum):
+    UNSPECIFIED = 0
+    STORED = 1
+    DUPLICATE = 2
+    REJECTED = 3
+    RETRY = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The collector's answer to one batch."""
+
+    seq: int
+    status: AckStatus
+    code: int = 0
+    field: str = ""
+    message: str = ""
+    retry_after_ms: int = 0
+    samples_stored: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """What the agent tells the collector when it connects."""
+
+    agent_id: str
+    hostname: str
+    agent_version: str
+    boot_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class HelloReply:
+    dealer_id: str
+    dealer_name: str
+    last_committed_seq: int
+    server_time_ms: int
+
+
+# ---- batches -> bytes
+
+
+def encode_batch(batch: MetricBatch) -> bytes:
+    """The deterministic wire encoding of a batch; CodecError names a bad field."""
+    message = pb.Batch(
+        agent_id=batch.agent_id,
+        dealer_id=batch.dealer_id,
+        seq=_checked(batch.seq, "seq"),
+        boot_id=batch.boot_id,
+        hostname=batch.hostname,
+        agent_version=batch.agent_version,
+        created_unix_ms=batch.created_ms,
+        counters=_counters(batch.counters),
+    )
+    for index, sample in enumerate(batch.samples):
+        _guarded(f"samples[{index}]", _add_sample, message, sample)
+    for index, stat in enumerate(batch.endpoints):
+        _guarded(f"endpoints[{index}]", _add_endpoint, message, stat)
+    for index, gap in enumerate(batch.gaps):
+        _guarded(f"gaps[{index}]", _add_gap, message, gap)
+    return message.SerializeToString(deterministic=True)
+
+
+def _guarded(
+    where: str, add: Callable[[pb.Batch, _Item], None], message: pb.Batch, item: _Item
+) -> None:
+    try:
+        add(message, item)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise CodecError(f"{where}: {exc}") from exc
+
+
+def _checked(value: int, name: str) -> int:
+    if value < 0:
+        raise CodecError(f"{name}: must not be negative, got {value}")
+    return value
+
+
+def _add_sample(message: pb.Batch, sample: Sample) -> None:
+    message.samples.add(
+        name=sample.name,
+        value=sample.value,
+        unit=sample.unit,
+        time_unix_ms=sample.time_ms,
+        labels=dict(sample.labels),
+    )
+
+
+def _add_endpoint(message: pb.Batch, stat: EndpointStat) -> None:
+    entry = message.endpoints.add(
+        route=stat.route,
+        method=stat.method,
+        start_unix_ms=stat.start_ms,
+        end_unix_ms=stat.end_ms,
+        count=stat.count,
+        errors=stat.errors,
+        client_errors=stat.client_errors,
+        duration_sum_ms=stat.duration_sum_ms,
+        duration_min_ms=stat.duration_min_ms,
+        duration_max_ms=stat.duration_max_ms,
+        status_counts=dict(stat.status_counts),
+        last_error=stat.last_error,
+        last_error_unix_ms=stat.last_error_ms,
+        source=stat.source,
+    )
+    if stat.latency is not None:
+        entry.latency.CopyFrom(_sketch(stat.latency))
+
+
+def _sketch(sketch: LatencySketch) -> pb.LatencySketch:
+    return pb.LatencySketch(
+        relative_accuracy=sketch.relative_accuracy,
+        offset=sketch.offset,
+        bin_counts=sketch.bin_counts,
+        zero_count=sketch.zero_count,
+    )
+
+
+def _add_gap(message: pb.Batch, gap: Gap) -> None:
+    message.gaps.add(
+        first_seq=gap.first_seq,
+        last_seq=gap.last_seq,
+        from_unix_ms=gap.from_ms,
+        to_unix_ms=gap.to_ms,
+        batches=gap.batches,
+        samples=gap.samples,
+        reason=gap.reason,
+    )
+
+
+def _counters(counters: AgentCounters) -> pb.AgentCounters:
+    try:
+        return pb.AgentCounters(
+            generated_samples=counters.generated_samples,
+            dropped_samples=dict(counters.dropped_samples),
+            spool_bytes=counters.spool_bytes,
+            spool_batches=counters.spool_batches,
+        )
+    except (ValueError, TypeError) as exc:
+        raise CodecError(f"counters: {exc}") from exc
+
+
+# ---- hello and acks
+
+
+def encode_hello(hello: Hello) -> bytes:
+    return pb.HelloRequest(
+        agent_id=hello.agent_id,
+        hostname=hello.hostname,
+        agent_version=hello.agent_version,
+        boot_id=hello.boot_id,
+    ).SerializeToString()
+
+
+def decode_hello_reply(data: bytes) -> HelloReply:
+    reply = _parse(pb.HelloResponse, data, "HelloResponse")
+    return HelloReply(
+        dealer_id=reply.dealer_id,
+        dealer_name=reply.dealer_name,
+        last_committed_seq=reply.last_committed_seq,
+        server_time_ms=reply.server_time_unix_ms,
+    )
+
+
+def decode_ack(data: bytes) -> Ack:
+    ack = _parse(pb.Ack, data, "Ack")
+    try:
+        status = AckStatus(ack.status)
+    except ValueError:
+        # A newer collector may add statuses; treat them as "not taken" so
+        # the batch stays in the spool rather than being lost.
+        logger.warning("ack for seq %s has unknown status %s", ack.seq, ack.status)
+        status = AckStatus.UNSPECIFIED
+    return Ack(
+        seq=ack.seq,
+        status=status,
+        code=ack.code,
+        field=ack.field,
+        message=ack.message,
+        retry_after_ms=max(0, ack.retry_after_ms),
+        samples_stored=ack.samples_stored,
+    )
+
+
+def _parse(kind: type[_Reply], data: bytes, name: str) -> _Reply:
+    message = kind()
+    try:
+        message.ParseFromString(data)
+    except DecodeError as exc:
+        raise CodecError(f"collector sent an undecodable {name} ({len(data)} bytes)") from exc
+    return message

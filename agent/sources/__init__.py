@@ -1,0 +1,1 @@
+"""Things the agent samples once per interval."""
