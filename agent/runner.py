@@ -91,6 +91,7 @@ class Agent:
             except AgentError as exc:  # disk full, ...: keep sampling, try again next time
                 logger.error("could not spool %s samples: %s", len(chunk), exc)
         if seqs:
+            logger.debug("spooled batch seq %s..%s", seqs[0], seqs[-1])
             self.shipper.notify()
         return seqs
 
@@ -158,18 +159,15 @@ class Agent:
             logger.info("agent stopped; spool %s closed", self.spool.path)
 
 
-async def run_agent(
+def build_agent(
     config: AgentConfig,
     *,
+    clock: Clock | None = None,
     extra_sources: Sequence[Source] = (),
     endpoint_sources: Sequence[EndpointSource] = (),
-) -> None:
-    """The ``dealerpulse agent`` command: run until SIGTERM or SIGINT.
-
-    The host is always sampled; ``extra_sources`` and ``endpoint_sources``
-    (API statistics from the intake) join it in every interval's batch.
-    """
-    clock = SystemClock()
+) -> Agent:
+    """The agent of ``config``: host source, spool and shipper wired together."""
+    clock = clock or SystemClock()
     spool = SqliteSpool(
         config.spool_path,
         config.spool_max_bytes,
@@ -189,6 +187,21 @@ async def run_agent(
         config.interval_s,
         config.collector,
     )
+    return agent
+
+
+async def run_agent(
+    config: AgentConfig,
+    *,
+    extra_sources: Sequence[Source] = (),
+    endpoint_sources: Sequence[EndpointSource] = (),
+) -> None:
+    """The ``dealerpulse agent`` command: run until SIGTERM or SIGINT.
+
+    The host is always sampled; ``extra_sources`` and ``endpoint_sources``
+    (API statistics from the intake) join it in every interval's batch.
+    """
+    agent = build_agent(config, extra_sources=extra_sources, endpoint_sources=endpoint_sources)
     with _stop_on_signals(agent.stop):
         await agent.run()
 

@@ -117,9 +117,7 @@ class MetricStore(ABC):
         """
 
     @abstractmethod
-    def create_dealer(
-        self, dealer_id: str, name: str, token_hash: str, now: datetime
-    ) -> Dealer:
+    def create_dealer(self, dealer_id: str, name: str, token_hash: str, now: datetime) -> Dealer:
         """Register a dealer with the hash of its first token. Raises DealerExists."""
 
     @abstractmethod

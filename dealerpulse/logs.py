@@ -1,0 +1,37 @@
+"""Logging setup for the CLI: one format, and tokens scrubbed from every record."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+# Matches dealer tokens (dealerpulse.tokens) wherever they might slip into a message.
+_TOKEN_RE = re.compile(r"dp1\.([a-z0-9-]+)\.[A-Za-z0-9_-]+")
+
+
+class RedactTokens(logging.Filter):
+    """Last line of defence: code never logs tokens, but a foreign exception might."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "dp1." in message:
+            record.msg = _TOKEN_RE.sub(r"dp1.\1.***", message)
+            record.args = None
+        return True
+
+
+def scrub(text: str) -> str:
+    return _TOKEN_RE.sub(r"dp1.\1.***", text)
+
+
+def setup(level: str = "INFO") -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+    )
+    handler.addFilter(RedactTokens())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Alembic narrates every plugin and context at INFO; its news is the migration we log.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
