@@ -15,13 +15,15 @@ import logging
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from agent.abc import EndpointSource, Source
+from agent.aggregate import EndpointAggregator
 from agent.batching import split
 from agent.check import CheckReport, check
 from agent.connection import Endpoint
 from agent.errors import AgentError
+from agent.intake import IntakeCountersSource, IntakeError, IntakeServer
 from agent.settings import AgentConfig
 from agent.shipper import Shipper
 from agent.sources.host import PsutilHostSource
@@ -36,6 +38,16 @@ logger = logging.getLogger(__name__)
 FLUSH_TIMEOUT_S = 5.0
 # After stop() the shipper's own shutdown is quick; this only bounds a hang.
 _SHIPPER_EXIT_TIMEOUT_S = 2.0
+
+
+class Background(Protocol):
+    """A helper with its own threads (API intake, probes), run alongside sampling."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 def next_boundary_ms(now_ms: int, interval_ms: int) -> int:
@@ -55,11 +67,13 @@ class Agent:
         clock: Clock | None = None,
         *,
         endpoint_sources: Sequence[EndpointSource] = (),
+        background: Sequence[Background] = (),
         flush_timeout_s: float = FLUSH_TIMEOUT_S,
     ) -> None:
         self.config = config
         self.sources = tuple(sources)
         self.endpoint_sources = tuple(endpoint_sources)
+        self.background = tuple(background)
         self.spool = spool
         self.shipper = shipper
         self.clock = clock or SystemClock()
@@ -75,10 +89,24 @@ class Agent:
     async def run(self) -> None:
         """Sample until stop(), then flush the shipper and close the spool."""
         shipping = asyncio.create_task(self.shipper.run(), name="dealerpulse-shipper")
+        started = self._start_background()
         try:
             await self._sample_until_stopped()
         finally:
+            for helper in reversed(started):
+                await asyncio.to_thread(_stop_quietly, helper)
             await self._shut_down(shipping)
+
+    def _start_background(self) -> list[Background]:
+        started: list[Background] = []
+        for helper in self.background:
+            try:
+                helper.start()
+            except Exception as exc:  # the host metrics are still worth sending
+                logger.error("%s could not start, running without it: %s", helper.name, exc)
+                continue
+            started.append(helper)
+        return started
 
     async def sample_once(self, now_ms: int) -> list[int]:
         """Take one interval's samples stamped now_ms, spool them; the new seqs."""
@@ -178,8 +206,32 @@ def build_agent(
     )
     endpoint = Endpoint(config.collector, config.token, config.tls)
     shipper = Shipper(endpoint, spool, hostname=config.hostname)
-    sources = [PsutilHostSource(clock=clock), *extra_sources]
-    agent = Agent(config, sources, spool, shipper, clock, endpoint_sources=endpoint_sources)
+    sources: list[Source] = [PsutilHostSource(clock=clock), *extra_sources]
+    endpoints = list(endpoint_sources)
+    background: list[Background] = []
+    if config.intake is not None:
+        api = EndpointAggregator(clock=clock)
+        intake = IntakeServer(api, config.intake)
+        endpoints.append(api)
+        sources.append(IntakeCountersSource(intake, api))
+        background.append(_IntakeService(intake))
+    if config.probes:
+        # Only with probes configured: it loads http.client (and email) for them.
+        from agent.probes import ProbeRunner, ProbeSource
+
+        probes = ProbeRunner(config.probes, clock=clock)
+        endpoints.append(probes.aggregator)
+        sources.append(ProbeSource(probes))
+        background.append(probes)
+    agent = Agent(
+        config,
+        sources,
+        spool,
+        shipper,
+        clock,
+        endpoint_sources=endpoints,
+        background=background,
+    )
     logger.info(
         "agent %s for dealer %s: sampling every %s s, shipping to %s",
         spool.agent_id,
@@ -204,6 +256,31 @@ async def run_agent(
     agent = build_agent(config, extra_sources=extra_sources, endpoint_sources=endpoint_sources)
     with _stop_on_signals(agent.stop):
         await agent.run()
+
+
+class _IntakeService:
+    """The intake as a Background: a socket that cannot be opened is an IntakeError."""
+
+    name = "API intake"
+
+    def __init__(self, server: IntakeServer) -> None:
+        self.server = server
+
+    def start(self) -> None:
+        try:
+            self.server.start()
+        except IntakeError as exc:
+            raise IntakeError(f"{exc}; no API metrics from the middleware") from exc
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def _stop_quietly(helper: Background) -> None:
+    try:
+        helper.stop()
+    except Exception:
+        logger.exception("%s did not stop cleanly", helper.name)
 
 
 @contextmanager

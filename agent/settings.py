@@ -17,7 +17,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dealerpulse.config import (
     ConfigError,
@@ -31,6 +31,10 @@ from dealerpulse.config import (
     state_dir,
 )
 from dealerpulse.tokens import parse_token
+
+if TYPE_CHECKING:
+    from agent.instrument.wire import IntakeAddress
+    from agent.probes import ProbeSpec
 
 DEFAULT_INTERVAL_S = 10.0
 DEFAULT_SPOOL_MAX_BYTES = 256 * 1024**2
@@ -70,6 +74,32 @@ def interval_value(value: Any) -> float:
     return interval
 
 
+# Values of the intake option that switch the API intake off.
+INTAKE_OFF = frozenset({"off", "none", "disabled", "false", "no"})
+
+
+def intake_value(value: Any) -> str:
+    """An intake address (a socket path or udp://LOOPBACK:PORT), or "off"."""
+    raw = non_empty(value)
+    if raw.lower() in INTAKE_OFF:
+        return "off"
+    # Imported here: the wire module is light, but --help needs none of it.
+    from agent.instrument.wire import WireError, parse_address
+
+    try:
+        parse_address(raw)
+    except WireError as exc:
+        raise ValueError(str(exc)) from None
+    return raw
+
+
+def probes_value(value: Any) -> tuple[ProbeSpec, ...]:
+    """Probes from TOML (a list of tables or URLs) or a flag/env (URLs split by spaces)."""
+    from agent.probes import parse_probes
+
+    return parse_probes(value)
+
+
 AGENT_OPTIONS: tuple[Option, ...] = (
     Option("collector", host_port, None, "collector address HOST:PORT"),
     Option(
@@ -104,6 +134,22 @@ AGENT_OPTIONS: tuple[Option, ...] = (
     Option("tls_ca", optional_path, None, "PEM file of CA certificates: connect with TLS"),
     Option("tls_cert", optional_path, None, "PEM client certificate for mutual TLS"),
     Option("tls_key", optional_path, None, "PEM private key of --tls-cert"),
+    Option(
+        "intake",
+        intake_value,
+        None,
+        "where the dealer's apps send API request records: a unix socket path or "
+        "udp://127.0.0.1:PORT; 'off' disables API metrics (default: /run/dealerpulse/intake.sock)",
+        env=("DEALERPULSE_INTAKE",),
+    ),
+    Option(
+        "probes",
+        probes_value,
+        (),
+        "synthetic HTTP probes: in the config file a list of tables {url, name, method, "
+        "interval_s, timeout_s, expected_status, body_contains}; as env/flag URLs separated "
+        "by spaces (or repeat --probe URL)",
+    ),
 )
 
 
@@ -124,6 +170,10 @@ class AgentConfig:
     agent_id: str | None = None
     hostname: str = field(default_factory=socket.gethostname)
     tls: TlsFiles | None = None
+    # Where the API intake listens; None: no intake (the CLI default is
+    # agent.instrument.wire.default_address(), see from_values).
+    intake: IntakeAddress | None = None
+    probes: tuple[ProbeSpec, ...] = ()
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> AgentConfig:
@@ -145,9 +195,22 @@ class AgentConfig:
             agent_id=values.get("agent_id"),
             hostname=values.get("hostname") or socket.gethostname(),
             tls=tls if uses_tls else None,
+            intake=_intake_address(values.get("intake")),
+            probes=tuple(values.get("probes") or ()),
         )
 
     @property
     def dealer_id(self) -> str:
         """The dealer this agent reports for, read from the token."""
         return parse_token(self.token).dealer_id
+
+
+def _intake_address(value: str | None) -> IntakeAddress | None:
+    from agent.instrument.wire import WireError, default_address, parse_address
+
+    if value == "off":
+        return None
+    try:
+        return default_address() if value is None else parse_address(value)
+    except WireError as exc:  # a bad $DEALERPULSE_INTAKE read by default_address()
+        raise ConfigError(f"intake: {exc}") from None

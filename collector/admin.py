@@ -6,6 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from collector.abc import AgentRecord, Dealer, DealerExists, LatestSample, MetricStore
+from collector.health import (
+    DealerHealth,
+    HealthStore,
+    HealthThresholds,
+    dealer_health,
+    health_range,
+)
 from dealerpulse import tokens
 from dealerpulse.clock import Clock, SystemClock
 
@@ -97,3 +104,20 @@ def _status_of(agent: AgentRecord, samples: list[LatestSample]) -> AgentStatus:
         spool_batches=agent.spool_batches,
         dropped_samples=sum(agent.dropped_samples.values()),
     )
+
+
+def dealer_healths(
+    store: MetricStore,
+    dealer_id: str | None,
+    window_s: float,
+    thresholds: HealthThresholds | None = None,
+    clock: Clock | None = None,
+) -> list[DealerHealth]:
+    """System health of every dealer (or one) over the last window_s seconds."""
+    if not isinstance(store, HealthStore):
+        raise TypeError(f"{type(store).__name__} cannot query endpoint statistics")
+    start, end = health_range(window_s=window_s, clock=clock)
+    dealers = [d.dealer_id for d in store.list_dealers()]
+    if dealer_id is not None:
+        dealers = [d for d in dealers if d == dealer_id]
+    return [dealer_health(store, d, start, end, thresholds) for d in dealers]

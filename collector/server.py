@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 INGEST_SERVICE = ingest_pb2.DESCRIPTOR.services_by_name["Ingest"].full_name
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+OTLP_METRICS_SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
 
 
 class CollectorError(Exception):
@@ -89,9 +90,10 @@ class CollectorServer:
         # The generated registration function carries no type hints.
         ingest_pb2_grpc.add_IngestServicer_to_server(service, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
-        reflection.enable_server_reflection(
-            (INGEST_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), server
-        )
+        services = [INGEST_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME]
+        if self._add_otlp(server, writer):
+            services.append(OTLP_METRICS_SERVICE)
+        reflection.enable_server_reflection(services, server)
         self._port = self._bind(server)
         writer.start()  # before the first RPC can arrive
         try:
@@ -104,6 +106,23 @@ class CollectorServer:
         self._writer, self._service, self._health, self._server = writer, service, health, server
         logger.info("collector ingest listening on %s (port %s)", self._listen, self._port)
         return self._port
+
+    def _add_otlp(self, server: grpc.aio.Server, writer: BatchWriter) -> bool:
+        """OTLP metrics on the same port; skipped (with a warning) without opentelemetry-proto."""
+        try:
+            from collector.otlp.service import OtlpMetricsService
+        except ImportError as exc:
+            logger.warning("OTLP metrics ingest disabled: %s", exc)
+            return False
+        otlp = OtlpMetricsService(
+            self._store,
+            writer,
+            self._clock,
+            auth_ttl_s=self._settings.auth_cache_ttl_s,
+            limits=_stream_config(self._settings).limits,
+        )
+        server.add_generic_rpc_handlers((otlp.handler(),))
+        return True
 
     def _bind(self, server: grpc.aio.Server) -> int:
         settings = self._settings

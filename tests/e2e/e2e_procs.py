@@ -41,6 +41,8 @@ def env_for(tmp: Path) -> dict[str, str]:
     env["XDG_DATA_HOME"] = str(tmp / "data")
     env["XDG_STATE_HOME"] = str(tmp / "state")
     env["PYTHONPATH"] = str(REPO)
+    # Each test's agents get their own intake socket, not the system-wide default.
+    env["DEALERPULSE_INTAKE"] = str(tmp / "intake.sock")
     env.pop("DATABASE_URL", None)
     return env
 

@@ -1,0 +1,1 @@
+"""OTLP metrics ingest: apps instrumented with the OpenTelemetry SDK report API timings."""
