@@ -2,10 +2,20 @@
 
 Runs as its own process (so the collector under test has the machine's other
 core to itself as far as possible). Batches are built and serialized before
-the clock starts; the timed loop only sends bytes and reads acks.
+the clock starts; the timed loop only sends bytes and reads acks. A batch
+answered RETRY is resent after the delay the collector asked for, so every
+batch ends up stored (or rejected) and the totals can be checked against the
+database.
+
+Closed loop (default): every stream keeps ``--window`` batches unacked.
+Open loop (``--rate-samples-s``): batches are due at a fixed rate whatever the
+collector does; a batch's latency counts from when it was due, so time spent
+waiting for a free window slot is included (no coordinated omission).
 
     python -m bench.loadgen --target 127.0.0.1:50051 --token TOKEN \
         --streams 100 --batch-samples 500 --duration-s 20 [--rate-samples-s N]
+
+Prints one JSON object (:class:`Result`).
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ import statistics
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import grpc
 
@@ -25,184 +35,289 @@ from dealerpulse import tokens
 from dealerpulse.v1 import ingest_pb2
 
 STREAM_METHOD = "/dealerpulse.v1.Ingest/Stream"
+SERIES_PER_NAME = 50
+INTERVAL_MS = 10_000
 
 
 @dataclass
 class Result:
     streams: int
+    channels: int
     batch_samples: int
     duration_s: float
+    warmup_s: float
+    # Over the measured window (after the warm-up, until the send deadline).
     batches_acked: int
-    samples_acked: int
     samples_per_s: float
     ack_p50_ms: float
     ack_p99_ms: float
+    ack_max_ms: float
+    # Over the whole run, drain included: what the database must hold.
+    total_batches_stored: int
+    total_samples_stored: int
+    duplicates: int
     retries: int
     rejected: int
+    unanswered: int
     offered_rate_samples_s: float | None
+    loadgen_cpu_percent: float
+    agent_ids: list[str] = field(default_factory=list)
 
 
-def build_batches(
-    dealer_id: str, agent_id: str, count: int, batch_samples: int, start_ms: int
-) -> list[bytes]:
-    """Realistic host-metric shaped batches: many series, one point each per interval."""
-    payloads = []
+@dataclass
+class Tally:
+    """What the streams observed, shared by all of them (one event loop: no locks)."""
+
+    measure_from: float
+    measure_to: float
+    latencies_ms: list[float] = field(default_factory=list)
+    measured_samples: int = 0
+    stored_batches: int = 0
+    stored_samples: int = 0
+    duplicates: int = 0
+    retries: int = 0
+    rejected: int = 0
+    unanswered: int = 0
+
+    def stored(self, due: float, acked: float, samples: int) -> None:
+        self.stored_batches += 1
+        self.stored_samples += samples
+        if self.measure_from <= acked <= self.measure_to:
+            self.latencies_ms.append((acked - due) * 1000)
+            self.measured_samples += samples
+
+
+def build_sample_blocks(count: int, batch_samples: int, start_ms: int) -> list[bytes]:
+    """The encoded ``samples`` field of each seq's batch, shared by every stream.
+
+    Realistic host-metric shape: many series, one point each per interval.
+    Samples carry no agent identity, so one block per seq serves all streams;
+    a serialized Batch header plus the block parses as the whole batch.
+    """
+    blocks = []
     for seq in range(1, count + 1):
-        ts = start_ms + seq * 10_000
-        batch = ingest_pb2.Batch(
+        at = start_ms + seq * INTERVAL_MS
+        holder = ingest_pb2.Batch()
+        for i in range(batch_samples):
+            sample = holder.samples.add(
+                name=f"bench.metric_{i % SERIES_PER_NAME}",
+                value=float(i) + seq / 7,
+                unit="count",
+                time_unix_ms=at,
+            )
+            sample.labels["instance"] = str(i // SERIES_PER_NAME)
+        blocks.append(holder.SerializeToString())
+    return blocks
+
+
+def build_batches(dealer_id: str, agent_id: str, blocks: list[bytes], start_ms: int) -> list[bytes]:
+    payloads = []
+    for seq, block in enumerate(blocks, start=1):
+        header = ingest_pb2.Batch(
             agent_id=agent_id,
             dealer_id=dealer_id,
             seq=seq,
             boot_id="bench",
             hostname=agent_id,
             agent_version="bench",
-            created_unix_ms=ts,
+            created_unix_ms=start_ms + seq * INTERVAL_MS,
         )
-        for i in range(batch_samples):
-            sample = batch.samples.add(
-                name=f"bench.metric_{i % 50}",
-                value=float(i) + seq / 7,
-                unit="count",
-                time_unix_ms=ts,
-            )
-            sample.labels["instance"] = str(i // 50)
-        payloads.append(batch.SerializeToString())
+        payloads.append(header.SerializeToString() + block)
     return payloads
 
 
-async def run_stream(
-    channel: grpc.aio.Channel,
-    token: str,
-    payloads: list[bytes],
-    window: int,
-    deadline: float,
-    pacer: asyncio.Semaphore | None,
-    latencies: list[float],
-    counters: dict[str, int],
-) -> None:
+@dataclass
+class StreamPlan:
+    token: str
+    payloads: list[bytes]
+    batch_samples: int
+    window: int
+    deadline: float
+    # Open loop: due times of batches, shared by all streams; None: closed loop.
+    due_times: asyncio.Queue[float] | None
+
+
+async def run_stream(channel: grpc.aio.Channel, plan: StreamPlan, tally: Tally) -> None:
     method = channel.stream_stream(
         STREAM_METHOD,
         request_serializer=lambda b: b,
         response_deserializer=ingest_pb2.Ack.FromString,
     )
-    # No request iterator: batches are written with call.write() as acks free the window.
-    call = method(metadata=(("authorization", f"Bearer {token}"),))  # type: ignore[call-arg]
-    sent_at: dict[int, float] = {}
-    slots = asyncio.Semaphore(window)
-    done = asyncio.Event()
+    call = method(metadata=(("authorization", f"Bearer {plan.token}"),))  # type: ignore[call-arg]
+    loop = asyncio.get_running_loop()
+    due: dict[int, float] = {}  # unacked seq -> when it was due
+    slots = asyncio.Semaphore(plan.window)
+    to_send: asyncio.Queue[int] = asyncio.Queue()
+    produced = asyncio.Event()
 
-    async def sender() -> None:
-        for seq, payload in enumerate(payloads, start=1):
-            if time.monotonic() >= deadline:
+    async def producer() -> None:
+        for seq in range(1, len(plan.payloads) + 1):
+            if plan.due_times is not None:
+                # Due first, then a slot: waiting for the window counts as latency.
+                due_at = await plan.due_times.get()
+                await slots.acquire()
+            else:
+                await slots.acquire()
+                due_at = time.monotonic()
+            if due_at >= plan.deadline:
                 break
-            await slots.acquire()
-            if pacer is not None:
-                await pacer.acquire()
-            sent_at[seq] = time.monotonic()
-            await call.write(payload)
-        done.set()
+            due[seq] = due_at
+            to_send.put_nowait(seq)
+        produced.set()
+        if not due:
+            await call.done_writing()
 
-    send_task = asyncio.create_task(sender())
+    async def writer() -> None:
+        # One writer per call: gRPC allows one outstanding write at a time.
+        while True:
+            seq = await to_send.get()
+            await call.write(plan.payloads[seq - 1])
+
+    tasks = [asyncio.create_task(producer()), asyncio.create_task(writer())]
     try:
         async for ack in call:
             now = time.monotonic()
-            slots.release()
             if ack.status == ingest_pb2.Ack.RETRY:
-                counters["retries"] += 1
+                tally.retries += 1
+                # Keep the slot: the resend takes it.
+                loop.call_later(ack.retry_after_ms / 1000, to_send.put_nowait, ack.seq)
                 continue
-            if ack.status == ingest_pb2.Ack.REJECTED:
-                counters["rejected"] += 1
-                continue
-            latencies.append((now - sent_at.pop(ack.seq)) * 1000)
-            counters["batches"] += 1
-            counters["samples"] += ack.samples_stored
-            if done.is_set() and not sent_at:
+            due_at = due.pop(ack.seq)
+            slots.release()
+            if ack.status == ingest_pb2.Ack.STORED:
+                tally.stored(due_at, now, ack.samples_stored)
+            elif ack.status == ingest_pb2.Ack.DUPLICATE:
+                tally.duplicates += 1
+            else:
+                tally.rejected += 1
+            if produced.is_set() and not due:
                 break
     finally:
-        send_task.cancel()
+        tally.unanswered += len(due)
+        for task in tasks:
+            task.cancel()
         call.cancel()
 
 
-async def pace(pacer: asyncio.Semaphore, batches_per_s: float, deadline: float) -> None:
+async def pace(
+    due_times: asyncio.Queue[float], batches_per_s: float, deadline: float, streams: int
+) -> None:
+    """Issue due times at a fixed rate until the deadline, then one past it for every stream."""
     interval = 1.0 / batches_per_s
-    next_at = time.monotonic()
-    while time.monotonic() < deadline:
-        pacer.release()
-        next_at += interval
-        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+    next_due = time.monotonic()
+    while next_due < deadline:
+        now = time.monotonic()
+        while next_due <= now and next_due < deadline:
+            due_times.put_nowait(next_due)
+            next_due += interval
+        await asyncio.sleep(max(0.0, min(next_due, deadline) - time.monotonic()))
+    for _ in range(streams):  # ends every producer still waiting
+        due_times.put_nowait(deadline)
+
+
+def _quantile(values: list[float], q: int) -> float:
+    if len(values) < 2:
+        return values[0] if values else 0.0
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 async def main_async(args: argparse.Namespace) -> Result:
     dealer_id = tokens.parse_token(args.token).dealer_id
     per_stream = args.batches_per_stream
-    start_ms = int(time.time() * 1000) - per_stream * 10_000
+    start_ms = int(time.time() * 1000) - (per_stream + 1) * INTERVAL_MS
     run = uuid.uuid4().hex[:8]
-    payloads = [
-        build_batches(dealer_id, f"bench-{run}-{i}", per_stream, args.batch_samples, start_ms)
-        for i in range(args.streams)
-    ]
+    blocks = build_sample_blocks(per_stream, args.batch_samples, start_ms)
+    agent_ids = [f"bench-{run}-{i}" for i in range(args.streams)]
+    payloads = [build_batches(dealer_id, agent, blocks, start_ms) for agent in agent_ids]
     channels = [grpc.aio.insecure_channel(args.target) for _ in range(args.channels)]
-    latencies: list[float] = []
-    counters = {"batches": 0, "samples": 0, "retries": 0, "rejected": 0}
-    pacer = asyncio.Semaphore(0) if args.rate_samples_s else None
+    for channel in channels:
+        await asyncio.wait_for(channel.channel_ready(), timeout=30)
+    cpu_started = time.process_time()
     started = time.monotonic()
     deadline = started + args.duration_s
+    tally = Tally(measure_from=started + args.warmup_s, measure_to=deadline)
+    due_times: asyncio.Queue[float] | None = None
+    pacer: asyncio.Task[None] | None = None
+    if args.rate_samples_s:
+        due_times = asyncio.Queue()
+        rate = args.rate_samples_s / args.batch_samples
+        pacer = asyncio.create_task(pace(due_times, rate, deadline, args.streams))
     tasks = [
         asyncio.create_task(
             run_stream(
                 channels[i % len(channels)],
-                args.token,
-                payloads[i],
-                args.window,
-                deadline,
-                pacer,
-                latencies,
-                counters,
+                StreamPlan(
+                    args.token, payloads[i], args.batch_samples, args.window, deadline, due_times
+                ),
+                tally,
             )
         )
         for i in range(args.streams)
     ]
-    pacer_task = None
-    if pacer is not None:
-        pacer_task = asyncio.create_task(
-            pace(pacer, args.rate_samples_s / args.batch_samples, deadline)
-        )
-    await asyncio.wait(tasks, timeout=args.duration_s + 30)
+    _, late = await asyncio.wait(tasks, timeout=args.duration_s + args.drain_timeout_s)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
     elapsed = time.monotonic() - started
-    if pacer_task:
-        pacer_task.cancel()
+    cpu_s = time.process_time() - cpu_started
+    if pacer is not None:
+        pacer.cancel()
     for channel in channels:
         await channel.close(grace=None)
-    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+    measured_s = max(1e-9, args.duration_s - args.warmup_s)
     return Result(
         streams=args.streams,
+        channels=args.channels,
         batch_samples=args.batch_samples,
         duration_s=round(elapsed, 2),
-        batches_acked=counters["batches"],
-        samples_acked=counters["samples"],
-        samples_per_s=round(counters["samples"] / elapsed, 1),
-        ack_p50_ms=round(quantiles[49], 2),
-        ack_p99_ms=round(quantiles[98], 2),
-        retries=counters["retries"],
-        rejected=counters["rejected"],
+        warmup_s=args.warmup_s,
+        batches_acked=len(tally.latencies_ms),
+        samples_per_s=round(tally.measured_samples / measured_s, 1),
+        ack_p50_ms=round(_quantile(tally.latencies_ms, 50), 2),
+        ack_p99_ms=round(_quantile(tally.latencies_ms, 99), 2),
+        ack_max_ms=round(max(tally.latencies_ms, default=0.0), 2),
+        total_batches_stored=tally.stored_batches,
+        total_samples_stored=tally.stored_samples,
+        duplicates=tally.duplicates,
+        retries=tally.retries,
+        rejected=tally.rejected,
+        unanswered=tally.unanswered,
         offered_rate_samples_s=args.rate_samples_s,
+        loadgen_cpu_percent=round(100 * cpu_s / elapsed, 1),
+        agent_ids=agent_ids,
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.loadgen",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--target", required=True)
     parser.add_argument("--token", required=True)
     parser.add_argument("--streams", type=int, default=100)
-    parser.add_argument("--channels", type=int, default=4)
+    parser.add_argument("--channels", type=int, default=8)
     parser.add_argument("--batch-samples", type=int, default=500)
-    parser.add_argument("--batches-per-stream", type=int, default=40)
+    parser.add_argument("--batches-per-stream", type=int, default=80)
     parser.add_argument("--window", type=int, default=4, help="unacked batches per stream")
     parser.add_argument("--duration-s", type=float, default=20.0)
+    parser.add_argument(
+        "--warmup-s", type=float, default=2.0, help="acks before this are not measured"
+    )
+    parser.add_argument("--drain-timeout-s", type=float, default=30.0)
     parser.add_argument("--rate-samples-s", type=float, default=None, help="open-loop rate")
-    result = asyncio.run(main_async(parser.parse_args()))
+    args = parser.parse_args(argv)
+    if not 0 <= args.warmup_s < args.duration_s:
+        parser.error("--warmup-s must be at least 0 and below --duration-s")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    result = asyncio.run(main_async(parse_args(argv)))
     sys.stdout.write(json.dumps(asdict(result)) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -19,7 +19,7 @@ import grpc
 from collector.ingest import codec
 from collector.ingest.auth import DealerDirectory, NotAuthenticated, Principal, TokenAuthenticator
 from collector.ingest.errors import BatchRefused, Overloaded, StoreUnavailable
-from collector.ingest.validate import Caller, Limits, validate_batch
+from collector.ingest.validate import Caller, CheckedSeries, Limits, validate_batch
 from collector.ingest.writer import BatchWriter
 from dealerpulse.clock import Clock, unix_ms
 from dealerpulse.model import MetricBatch, WriteOutcome
@@ -68,6 +68,8 @@ class StreamSession:
         self._receiver: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self._log = _RateLimitedLog(deps.clock, deps.config.rejection_log_interval_s)
+        # One agent per stream: its series repeat in every batch.
+        self._checked = CheckedSeries()
 
     async def run(
         self, requests: AsyncIterator[pb.Batch]
@@ -147,7 +149,7 @@ class StreamSession:
             encoded_bytes=decoded.encoded_bytes,
             now_ms=unix_ms(deps.clock),
         )
-        rejection = validate_batch(batch, caller, deps.config.limits)
+        rejection = validate_batch(batch, caller, deps.config.limits, self._checked)
         if rejection is not None:
             self._reject(batch, rejection)
             return

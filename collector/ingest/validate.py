@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -28,6 +28,27 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _NUL_RE = re.compile(r"\x00")
 MAX_INT64 = 2**63 - 1
 DAY_S = 86_400
+
+SeriesSpec = tuple[str, str, tuple[tuple[str, str], ...]]
+"""(name, unit, labels) of a sample: what its per-series checks depend on."""
+
+
+class CheckedSeries:
+    """Series specs that passed the per-series checks under one set of limits.
+
+    An agent sends the same few hundred series in every batch; remembering
+    which passed lets a batch skip the name, unit and label checks of all but
+    new series. Bounded: cleared when full.
+    """
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self.specs: set[SeriesSpec] = set()
+        self.max_entries = max_entries
+
+    def add(self, new: set[SeriesSpec]) -> None:
+        if len(self.specs) + len(new) > self.max_entries:
+            self.specs.clear()
+        self.specs |= new
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,15 +99,22 @@ def _invalid(field: str, message: str) -> _Refused:
     return _Refused(grpc.StatusCode.INVALID_ARGUMENT, field, f"{field}: {message}")
 
 
-def validate_batch(batch: MetricBatch, caller: Caller, limits: Limits) -> Rejection | None:
-    """The first problem found in the batch, or None when it may be written."""
+def validate_batch(
+    batch: MetricBatch, caller: Caller, limits: Limits, checked: CheckedSeries | None = None
+) -> Rejection | None:
+    """The first problem found in the batch, or None when it may be written.
+
+    ``checked`` remembers series that passed before (same limits only).
+    """
     try:
         _check_dealer(batch, caller)
         _check_size(batch, caller, limits)
         _check_identity(batch, limits)
         window = _TimeWindow.around(caller.now_ms, limits)
         window.check_not_future("created_unix_ms", batch.created_ms)
-        _check_samples(batch.samples, window, limits)
+        if not _samples_plainly_valid(batch.samples, window, limits, checked):
+            # Something is wrong: find the first problem, in sample order.
+            _check_samples(batch.samples, window, limits)
         _check_endpoints(batch.endpoints, window, limits)
         _check_gaps(batch.gaps, window, limits)
         _check_counters(batch, limits)
@@ -179,6 +207,43 @@ class _TimeWindow:
                 f"{time_ms} is {ahead_s:.0f} s in the future; "
                 f"at most {self.max_future_s:g} s allowed",
             )
+
+
+def _samples_plainly_valid(
+    samples: Sequence[Sample], window: _TimeWindow, limits: Limits, checked: CheckedSeries | None
+) -> bool:
+    """True when every sample is valid, checked column-wise in bulk.
+
+    False means "look closer": :func:`_check_samples` then names the first
+    offending sample. A few bulk checks are conservative (a sum that
+    overflows), so False does not prove a problem.
+    """
+    if not samples:
+        return True
+    known = checked.specs if checked is not None else set()
+    new = {(s.name, s.unit, s.labels) for s in samples} - known
+    for name, unit, labels in new:
+        try:
+            _check_name("name", name, limits)
+            _check_text("unit", unit, limits.max_unit_len)
+            _check_labels("labels", labels, limits)
+        except _Refused:
+            return False
+    times = [s.time_ms for s in samples]
+    try:
+        # The window checks are monotonic in time: the extremes decide.
+        window.check_recent("time_unix_ms", min(times))
+        window.check_recent("time_unix_ms", max(times))
+    except _Refused:
+        return False
+    # NaN or an infinity anywhere makes the sum NaN or infinite.
+    if not math.isfinite(sum([s.value for s in samples])):
+        return False
+    if len({(s.name, s.labels, s.time_ms) for s in samples}) != len(samples):
+        return False
+    if checked is not None and new:
+        checked.add(new)
+    return True
 
 
 def _check_samples(samples: Iterable[Sample], window: _TimeWindow, limits: Limits) -> None:

@@ -8,6 +8,7 @@ skips SQLAlchemy's per-row work. Both run inside the caller's transaction.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Mapping, Sequence
 
@@ -16,7 +17,11 @@ from sqlalchemy import Connection
 SampleRow = tuple[int, int, float]
 """(series_id, time_ms, value)."""
 
-_SQLITE_INSERT = "INSERT INTO samples (series_id, time_ms, value) VALUES (?, ?, ?)"
+# Rows per multi-row INSERT on SQLite: 3 parameters each, below the
+# 32766 bound parameters SQLite allows. Python's sqlite3 drops and retakes the
+# GIL around every statement step: one row per step would make the writer
+# thread queue for the GIL behind the busy event loop once per row.
+SQLITE_ROWS_PER_INSERT = 500
 _POSTGRESQL_COPY = "COPY samples (series_id, time_ms, value) FROM STDIN (FORMAT BINARY)"
 
 
@@ -40,9 +45,17 @@ def _executemany_sqlite(raw: object, rows: Sequence[SampleRow]) -> None:
         raise TypeError(f"expected a sqlite3 connection, got {type(raw).__name__}")
     cursor = raw.cursor()
     try:
-        cursor.executemany(_SQLITE_INSERT, rows)
+        for start in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
+            chunk = rows[start : start + SQLITE_ROWS_PER_INSERT]
+            cursor.execute(_sqlite_insert(len(chunk)), [x for row in chunk for x in row])
     finally:
         cursor.close()
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_insert(row_count: int) -> str:
+    values = ", ".join(["(?, ?, ?)"] * row_count)
+    return f"INSERT INTO samples (series_id, time_ms, value) VALUES {values}"
 
 
 # COPY's binary format: a signature, flags and header-extension length, then

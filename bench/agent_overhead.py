@@ -1,0 +1,277 @@
+"""Agent overhead benchmark (not a test): the real agent's CPU and memory on this host.
+
+    python -m bench.agent_overhead                       # 10 s and 1 s intervals, 120 s each
+    python -m bench.agent_overhead --intervals 10 --seconds 60
+
+Starts a real collector (``python -m dealerpulse collector``) on a temporary
+SQLite file, registers a dealer, then for each interval runs the real agent
+(``python -m dealerpulse agent``) as its own process and reads that process's
+CPU time (user + system) over the measuring window, its peak RSS (VmHWM) and
+its USS (private memory). Writes bench/results/agent_overhead.json and prints
+a table.
+
+Budget: under 0.5 % of one core at a 10 s interval, under 40 MiB RSS. For
+scale (120 s at a 1 s interval): collectd 0.12 CPU-s and 3 MB RSS,
+node_exporter 0.40 CPU-s and 21 MB, a bare psutil loop 0.08 CPU-s and 13 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "agent_overhead.json"
+DEALERPULSE = [sys.executable, "-m", "dealerpulse"]
+DEALER = "bench-motors"
+CPU_BUDGET_PERCENT = 0.5
+RSS_BUDGET_MIB = 40.0
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class Run:
+    interval_s: float
+    window_s: float
+    cpu_s: float
+    cpu_s_per_hour: float
+    cpu_percent_of_one_core: float
+    cpu_s_per_120s: float
+    peak_rss_mib: float
+    rss_mib: float
+    uss_mib: float
+    batches_stored: int
+    samples_stored: int
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _accepting(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        XDG_DATA_HOME=str(tmp / "data"), XDG_STATE_HOME=str(tmp / "state"), PYTHONPATH=str(REPO)
+    )
+    env.pop("DATABASE_URL", None)
+    env.pop("DEALERPULSE_CONFIG", None)
+    return env
+
+
+def _add_dealer(db_url: str, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [*DEALERPULSE, "dealer", "add", "Bench Motors", "--id", DEALER, "--db", db_url],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=60,
+    )
+    for line in done.stdout.splitlines():
+        if line.startswith("token:"):
+            return line.split(":", 1)[1].strip()
+    raise SystemExit(f"dealer add printed no token:\n{done.stdout}\n{done.stderr}")
+
+
+def _peak_rss_bytes(pid: int) -> int:
+    """VmHWM: the process's peak resident set, in bytes (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise SystemExit(f"no VmHWM in /proc/{pid}/status (Linux only)")
+
+
+def _stored(db_url: str, agent_id: str) -> tuple[int, int]:
+    from collector.store import open_store
+
+    store = open_store(db_url)
+    try:
+        committed = store.committed_batches(agent_id)
+    finally:
+        store.close()
+    return len(committed), sum(committed.values())
+
+
+def measure(
+    interval_s: float, seconds: float, warmup_s: float, port: int, token: str, tmp: Path
+) -> tuple[Run, int]:
+    """One agent process at one interval; the Run and the agent's pid (for logs)."""
+    agent_id = f"bench-{interval_s:g}s"
+    log: IO[bytes] = open(tmp / f"agent-{agent_id}.log", "wb")  # noqa: SIM115 - closed below
+    agent = subprocess.Popen(
+        [
+            *DEALERPULSE,
+            "agent",
+            "--collector",
+            f"127.0.0.1:{port}",
+            "--interval",
+            str(interval_s),
+            "--spool",
+            str(tmp / f"spool-{agent_id}.db"),
+            "--agent-id",
+            agent_id,
+            "--hostname",
+            agent_id,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**_env(tmp), "DEALERPULSE_TOKEN": token},
+    )
+    try:
+        watched = psutil.Process(agent.pid)
+        time.sleep(warmup_s)  # start-up is not steady state; a benchmark window, not a sync
+        before = watched.cpu_times()
+        started = time.monotonic()
+        time.sleep(seconds)
+        after = watched.cpu_times()
+        window_s = time.monotonic() - started
+        memory = watched.memory_full_info()
+        peak = _peak_rss_bytes(agent.pid)
+    finally:
+        agent.terminate()
+        agent.wait(30)
+        log.close()
+    cpu_s = (after.user + after.system) - (before.user + before.system)
+    batches, samples = _stored(f"sqlite:///{tmp / 'collector.db'}", agent_id)
+    run = Run(
+        interval_s=interval_s,
+        window_s=round(window_s, 1),
+        cpu_s=round(cpu_s, 3),
+        cpu_s_per_hour=round(cpu_s * 3600 / window_s, 2),
+        cpu_percent_of_one_core=round(100 * cpu_s / window_s, 3),
+        cpu_s_per_120s=round(cpu_s * 120 / window_s, 3),
+        peak_rss_mib=round(peak / MIB, 1),
+        rss_mib=round(memory.rss / MIB, 1),
+        uss_mib=round(memory.uss / MIB, 1),
+        batches_stored=batches,
+        samples_stored=samples,
+    )
+    return run, agent.pid
+
+
+def run_all(intervals: Sequence[float], seconds: float, warmup_s: float) -> list[Run]:
+    with tempfile.TemporaryDirectory(prefix="dp-bench-agent-") as tmp_name:
+        tmp = Path(tmp_name)
+        db_url = f"sqlite:///{tmp / 'collector.db'}"
+        env = _env(tmp)
+        token = _add_dealer(db_url, env)
+        port = _free_port()
+        collector_log = open(tmp / "collector.log", "wb")  # noqa: SIM115 - closed below
+        collector = subprocess.Popen(
+            [*DEALERPULSE, "collector", "--listen", f"127.0.0.1:{port}", "--db", db_url],
+            stdout=collector_log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        try:
+            _wait_for(lambda: _accepting(port) or collector.poll() is not None, "the collector")
+            if collector.poll() is not None:
+                raise SystemExit((tmp / "collector.log").read_text())
+            return [measure(i, seconds, warmup_s, port, token, tmp)[0] for i in intervals]
+        finally:
+            collector.terminate()
+            collector.wait(30)
+            collector_log.close()
+
+
+def table(runs: Sequence[Run]) -> str:
+    header = (
+        f"{'interval':>8} {'window':>7} {'CPU-s':>7} {'CPU-s/h':>8} {'%core':>7} "
+        f"{'CPU-s/120s':>10} {'peakRSS':>8} {'RSS':>6} {'USS':>6} {'batches':>7} {'samples':>7}"
+    )
+    lines = [header]
+    for r in runs:
+        lines.append(
+            f"{r.interval_s:>7g}s {r.window_s:>6.0f}s {r.cpu_s:>7.3f} {r.cpu_s_per_hour:>8.2f} "
+            f"{r.cpu_percent_of_one_core:>7.3f} {r.cpu_s_per_120s:>10.3f} "
+            f"{r.peak_rss_mib:>7.1f}M {r.rss_mib:>5.1f}M {r.uss_mib:>5.1f}M "
+            f"{r.batches_stored:>7} {r.samples_stored:>7}"
+        )
+    return "\n".join(lines)
+
+
+def _verdict(runs: Sequence[Run]) -> list[str]:
+    lines = []
+    for r in runs:
+        over_rss = r.peak_rss_mib >= RSS_BUDGET_MIB
+        over_cpu = r.interval_s >= 10 and r.cpu_percent_of_one_core >= CPU_BUDGET_PERCENT
+        state = "OVER BUDGET" if over_rss or over_cpu else "within budget"
+        lines.append(f"{r.interval_s:g}s: {state}")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--intervals", default="10,1", help="comma-separated agent intervals in s (default 10,1)"
+    )
+    parser.add_argument("--seconds", type=float, default=120.0, help="window per interval")
+    parser.add_argument("--warmup", type=float, default=5.0, help="start-up left out of window")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
+    args = parser.parse_args(argv)
+    try:
+        intervals = [float(x) for x in args.intervals.split(",") if x.strip()]
+    except ValueError:
+        parser.error(f"--intervals must be numbers separated by commas, got {args.intervals!r}")
+    runs = run_all(intervals, args.seconds, args.warmup)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "benchmark": "agent_overhead",
+                "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": {
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                    "cpus": os.cpu_count(),
+                    "cpu": platform.processor() or platform.machine(),
+                },
+                "budget": {
+                    "cpu_percent_at_10s": CPU_BUDGET_PERCENT,
+                    "rss_mib": RSS_BUDGET_MIB,
+                },
+                "runs": [asdict(r) for r in runs],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(table(runs))
+    print("\n".join(_verdict(runs)))
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

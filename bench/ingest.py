@@ -1,0 +1,325 @@
+"""Ingest benchmark: one collector process, 100 agent streams from another process.
+
+For each store (a fresh SQLite file; a fresh PostgreSQL database on
+127.0.0.1:5432, dropped afterwards) this starts ``python -m dealerpulse
+collector`` as a subprocess, registers a dealer, and runs ``bench.loadgen`` as a
+separate process twice: closed loop (every stream keeps a window of batches
+unacked: the maximum rate) and then open loop at half the measured maximum
+(the ack latency an agent sees at a sustainable load). Afterwards the stored
+rows are counted: a run whose database does not hold exactly the acked
+samples is void and the benchmark fails.
+
+    python -m bench.ingest [--store sqlite --store postgresql] [--duration-s 20]
+
+Prints a table and writes bench/results/ingest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psutil
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import func, select
+
+from bench.store_write import DEFAULT_PG_ADMIN, temporary_pg_database
+from collector.admin import add_dealer
+from collector.store import open_store
+from collector.store.schema import ingest_batches, samples
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "ingest.json"
+STORES = ("sqlite", "postgresql")
+
+
+class BenchError(Exception):
+    """The benchmark could not run, or its result is void."""
+
+
+@dataclass
+class Run:
+    store: str
+    mode: str
+    streams: int
+    channels: int
+    batch_samples: int
+    duration_s: float
+    offered_samples_s: float | None
+    samples_per_s: float
+    ack_p50_ms: float
+    ack_p99_ms: float
+    ack_max_ms: float
+    retries: int
+    rejected: int
+    samples_stored: int
+    collector_cpu_percent: float
+    loadgen_cpu_percent: float
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model or platform.processor(),
+        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def database(store: str, folder: Path, pg_admin: str) -> Iterator[str]:
+    if store == "sqlite":
+        yield f"sqlite:///{folder}/ingest-bench.db"
+        return
+    with temporary_pg_database(pg_admin) as url:
+        if url is None:
+            raise BenchError(f"PostgreSQL at {pg_admin} is not reachable")
+        yield url
+
+
+def register_dealer(url: str) -> str:
+    """Migrate the fresh database and register the bench dealer; returns its token."""
+    store = open_store(url)
+    try:
+        _, token = add_dealer(store, "Bench Motors", "bench-motors")
+    finally:
+        store.close()
+    return token
+
+
+@contextlib.contextmanager
+def collector(url: str, folder: Path, extra: list[str]) -> Iterator[tuple[str, psutil.Process]]:
+    """A collector subprocess serving on a free loopback port, until the block ends."""
+    target = f"127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "dealerpulse", "--log-level", "WARNING", "collector"]
+    command += ["--listen", target, "--db", url, *extra]
+    log_path = folder / "collector.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        _wait_serving(target, process, log_path)
+        yield target, psutil.Process(process.pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+            raise BenchError("the collector did not stop within 60 s") from None
+        if code != 0:
+            raise BenchError(f"the collector exited with {code}: {_tail(log_path)}")
+
+
+def _wait_serving(target: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise BenchError(f"the collector exited at start: {_tail(log_path)}")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+            except grpc.RpcError:
+                time.sleep(0.1)  # polling a condition with a deadline, not synchronisation
+                continue
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+    raise BenchError(f"the collector did not serve within 60 s: {_tail(log_path)}")
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def run_loadgen(
+    target: str, token: str, args: argparse.Namespace, rate: float | None
+) -> dict[str, Any]:
+    command = [sys.executable, "-m", "bench.loadgen", "--target", target, "--token", token]
+    command += ["--streams", str(args.streams), "--channels", str(args.channels)]
+    command += ["--batch-samples", str(args.batch_samples)]
+    command += ["--duration-s", str(args.duration_s), "--warmup-s", str(args.warmup_s)]
+    command += ["--batches-per-stream", str(args.batches_per_stream)]
+    if rate is not None:
+        command += ["--rate-samples-s", str(round(rate)), "--window", str(args.open_window)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    timeout_s = args.duration_s + 120
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout_s)
+    if done.returncode != 0:
+        raise BenchError(f"the load generator failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure(
+    store: str,
+    target: str,
+    token: str,
+    process: psutil.Process,
+    args: argparse.Namespace,
+    rate: float | None,
+) -> tuple[Run, dict[str, Any]]:
+    before = process.cpu_times()
+    started = time.monotonic()
+    result = run_loadgen(target, token, args, rate)
+    elapsed = time.monotonic() - started
+    after = process.cpu_times()
+    cpu_s = (after.user + after.system) - (before.user + before.system)
+    if result["rejected"] or result["unanswered"]:
+        raise BenchError(
+            f"{result['rejected']} batches rejected, {result['unanswered']} unanswered"
+        )
+    run = Run(
+        store=store,
+        mode="closed" if rate is None else "open",
+        streams=result["streams"],
+        channels=result["channels"],
+        batch_samples=result["batch_samples"],
+        duration_s=result["duration_s"],
+        offered_samples_s=rate and round(rate),
+        samples_per_s=result["samples_per_s"],
+        ack_p50_ms=result["ack_p50_ms"],
+        ack_p99_ms=result["ack_p99_ms"],
+        ack_max_ms=result["ack_max_ms"],
+        retries=result["retries"],
+        rejected=result["rejected"],
+        samples_stored=result["total_samples_stored"],
+        # Includes the collector's idle moments while the loadgen builds its batches.
+        collector_cpu_percent=round(100 * cpu_s / elapsed, 1),
+        loadgen_cpu_percent=result["loadgen_cpu_percent"],
+    )
+    return run, result
+
+
+def stored_counts(url: str) -> tuple[int, int]:
+    """(rows in samples, samples recorded in ingest_batches) of the whole database."""
+    store = open_store(url)
+    try:
+        with store.engine.connect() as connection:
+            rows = connection.scalar(select(func.count()).select_from(samples)) or 0
+            booked = connection.scalar(select(func.sum(ingest_batches.c.samples))) or 0
+    finally:
+        store.close()
+    return int(rows), int(booked)
+
+
+def bench_store(store: str, args: argparse.Namespace) -> list[Run]:
+    with (
+        tempfile.TemporaryDirectory(prefix="dp-ingest-bench-") as tmp,
+        database(store, Path(tmp), args.pg_admin) as url,
+    ):
+        token = register_dealer(url)
+        extra = shlex.split(args.collector_args)
+        with collector(url, Path(tmp), extra) as (target, process):
+            closed, _ = measure(store, target, token, process, args, None)
+            print(_row(closed), flush=True)
+            opened, _ = measure(store, target, token, process, args, closed.samples_per_s / 2)
+            print(_row(opened), flush=True)
+        rows, booked = stored_counts(url)
+    acked = closed.samples_stored + opened.samples_stored
+    if rows != acked or booked != acked:
+        raise BenchError(
+            f"{store}: {acked} samples acked but {rows} rows stored "
+            f"({booked} booked in ingest_batches): the run is void"
+        )
+    return [closed, opened]
+
+
+HEADER = (
+    f"{'store':<11} {'mode':<7} {'offered/s':>10} {'samples/s':>10} {'p50 ms':>8} "
+    f"{'p99 ms':>8} {'retries':>7} {'stored':>9} {'coll cpu':>8} {'gen cpu':>8}"
+)
+
+
+def _row(run: Run) -> str:
+    offered = f"{run.offered_samples_s:,}" if run.offered_samples_s else "max"
+    return (
+        f"{run.store:<11} {run.mode:<7} {offered:>10} {run.samples_per_s:>10,.0f} "
+        f"{run.ack_p50_ms:>8.1f} {run.ack_p99_ms:>8.1f} {run.retries:>7} "
+        f"{run.samples_stored:>9,} {run.collector_cpu_percent:>7.0f}% "
+        f"{run.loadgen_cpu_percent:>7.0f}%"
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ingest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--store", action="append", choices=STORES, help="default: both")
+    parser.add_argument("--streams", type=int, default=100)
+    parser.add_argument("--channels", type=int, default=8)
+    parser.add_argument("--batch-samples", type=int, default=500)
+    parser.add_argument("--batches-per-stream", type=int, default=80)
+    parser.add_argument("--duration-s", type=float, default=20.0, help="per loadgen run")
+    parser.add_argument("--warmup-s", type=float, default=3.0)
+    parser.add_argument("--open-window", type=int, default=16, help="open loop: unacked/stream")
+    parser.add_argument("--collector-args", default="", help="extra collector options")
+    parser.add_argument("--pg-admin", default=DEFAULT_PG_ADMIN)
+    parser.add_argument("--json", type=Path, default=RESULTS, help="where to write results")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    stores = args.store or list(STORES)
+    print(
+        f"ingest: {args.streams} streams x {args.batch_samples}-sample batches, "
+        f"{args.channels} channels, {args.duration_s:g} s per run"
+    )
+    print(HEADER, flush=True)
+    runs: list[Run] = []
+    try:
+        for store in stores:
+            runs += bench_store(store, args)
+    except BenchError as exc:
+        print(f"ingest benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    report = {
+        "benchmark": "ingest",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": shlex.join([Path(sys.executable).name, "-m", "bench.ingest", *argv]),
+        "machine": machine(),
+        "verified": "stored rows == acked samples for every store",
+        "runs": [asdict(run) for run in runs],
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"results: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
