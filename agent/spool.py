@@ -20,8 +20,8 @@ spool would reuse seq numbers, so it gets SpoolBusy instead.
 from __future__ import annotations
 
 import logging
+import secrets
 import sqlite3
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -135,7 +135,7 @@ class SqliteSpool:
         self._clock = clock or SystemClock()
         self._dealer_id = dealer_id
         self._hostname = hostname
-        self._boot_id = boot_id or uuid.uuid4().hex
+        self._boot_id = boot_id or secrets.token_hex(16)
         self._agent_version = agent_version
         self._db = _connect(self.path)
         try:
@@ -418,13 +418,17 @@ class SqliteSpool:
         with self._transaction(durable=True):
             self._create_tables()
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('next_seq', '1')")
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('agent_id', ?)", (str(uuid.uuid4()),)
-            )
+            if agent_id is None and self._stored_agent_id() is None:
+                agent_id = _new_agent_id()
             if agent_id is not None:
-                self._db.execute("UPDATE meta SET value = ? WHERE key = 'agent_id'", (agent_id,))
-            (stored,) = self._db.execute("SELECT value FROM meta WHERE key = 'agent_id'").fetchone()
-        return str(stored)
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('agent_id', ?)", (agent_id,))
+            stored = self._stored_agent_id()
+        assert stored is not None  # written above in this transaction
+        return stored
+
+    def _stored_agent_id(self) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'agent_id'").fetchone()
+        return None if row is None else str(row[0])
 
     def _create_tables(self) -> None:
         # executescript() would COMMIT our transaction, so run statements one by one.
@@ -480,3 +484,10 @@ def _time_range(
     times = [s.time_ms for s in samples]
     times += [e.start_ms for e in endpoints] + [e.end_ms for e in endpoints]
     return (min(times), max(times)) if times else (default_ms, default_ms)
+
+
+def _new_agent_id() -> str:
+    # uuid (and the platform module it loads) is needed once per spool, not per run.
+    import uuid
+
+    return str(uuid.uuid4())

@@ -12,7 +12,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,10 +32,27 @@ from dealerpulse.config import (
 logger = logging.getLogger(__name__)
 
 
-def all_commands() -> list[Command | tuple[str, str, list[Command]]]:
+def _agent_options() -> Sequence[Option]:
     from agent.settings import AGENT_OPTIONS
+
+    return AGENT_OPTIONS
+
+
+def _collector_options() -> Sequence[Option]:
     from collector.settings import COLLECTOR_OPTIONS
 
+    return COLLECTOR_OPTIONS
+
+
+def _status_options() -> Sequence[Option]:
+    from collector.health import HEALTH_OPTIONS
+
+    return [DB_OPTION, *HEALTH_OPTIONS]
+
+
+def all_commands() -> list[Command | tuple[str, str, list[Command]]]:
+    # Option lists of other packages are callables: the CLI imports them only
+    # for the command being run (``dealerpulse agent`` loads no collector code).
     return [
         Command(
             "up",
@@ -44,12 +61,12 @@ def all_commands() -> list[Command | tuple[str, str, list[Command]]]:
             run_up,
         ),
         Command(
-            "collector", "run the collector (gRPC ingest server)", COLLECTOR_OPTIONS, run_collector
+            "collector", "run the collector (gRPC ingest server)", _collector_options, run_collector
         ),
         Command(
             "agent",
             "run the agent on a dealer server",
-            AGENT_OPTIONS,
+            _agent_options,
             run_agent,
             extra=_agent_flags,
         ),
@@ -77,8 +94,8 @@ def all_commands() -> list[Command | tuple[str, str, list[Command]]]:
         ),
         Command(
             "status",
-            "newest resource usage per dealer and agent",
-            [DB_OPTION],
+            "newest resource usage per agent and system health per dealer",
+            _status_options,
             status,
             extra=_status_args,
         ),
@@ -125,12 +142,28 @@ def _agent_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="verify the configuration and the connection to the collector, then exit",
     )
+    parser.add_argument(
+        "--probe",
+        dest="probe_urls",
+        action="append",
+        metavar="URL",
+        help="probe this URL (GET, expecting 200) every 30 s; repeatable; replaces the "
+        "configured probes",
+    )
 
 
 def run_agent(args: argparse.Namespace, settings: dict[str, Any]) -> int:
     from agent import runner
     from agent.settings import AgentConfig
 
+    if args.probe_urls:
+        from agent.settings import probes_value
+        from dealerpulse.config import ConfigError
+
+        try:
+            settings = {**settings, "probes": probes_value(args.probe_urls)}
+        except ValueError as exc:
+            raise ConfigError(f"--probe: {exc}") from None
     config = AgentConfig.from_values(settings)
     if args.check:
         report = asyncio.run(runner.check(config))
@@ -271,22 +304,48 @@ def _ago(iso: str | None) -> str:
 def _status_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dealer", help="only this dealer id")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="health over the last SECONDS (default: 300)",
+    )
 
 
 def status(args: argparse.Namespace, settings: dict[str, Any]) -> int:
-    from collector.admin import agent_statuses
+    from collector.admin import agent_statuses, dealer_healths
+    from collector.health import HealthThresholds
 
+    if not args.window > 0:
+        sys.stderr.write(f"dealerpulse status: --window must be positive, got {args.window}\n")
+        return 2
     store = _open_store(settings)
     try:
         statuses = agent_statuses(store, args.dealer)
+        healths = dealer_healths(
+            store, args.dealer, args.window, HealthThresholds.from_values(settings)
+        )
     finally:
         store.close()
     if args.json:
-        out(json.dumps([_jsonable(s) for s in statuses], indent=2))
+        document = {
+            "agents": [_jsonable(s) for s in statuses],
+            "health": [_jsonable(h) for h in healths],
+        }
+        out(json.dumps(document, indent=2))
         return 0
     if not statuses:
         out("no agents have reported yet")
-        return 0
+    else:
+        _print_agents(statuses)
+    for health in healths:
+        out()
+        _print_health(health)
+    return 0
+
+
+def _print_agents(statuses: list[Any]) -> None:
     out(
         table.render(
             [
@@ -320,16 +379,63 @@ def status(args: argparse.Namespace, settings: dict[str, Any]) -> int:
             ],
         )
     )
-    return 0
+
+
+def _print_health(health: Any) -> None:
+    minutes = (health.end - health.start).total_seconds() / 60
+    uptime = "-" if health.uptime_percent is None else f"{health.uptime_percent:.2f}%"
+    out(
+        f"health of {health.dealer_id} over {minutes:g} min: {health.status.value.upper()} "
+        f"(resources: {health.resource_status.value})"
+    )
+    out(
+        f"  uptime {uptime} ({health.uptime_source or 'unknown'})  "
+        f"requests {health.requests}  throughput {health.throughput_per_min:.1f}/min  "
+        f"errors {_num(health.error_rate_percent, 2)}%"
+    )
+    out(
+        f"  response ms: avg {_num(health.avg_ms)}  p50 {_num(health.p50_ms)}  "
+        f"p95 {_num(health.p95_ms)}  p99 {_num(health.p99_ms)}"
+    )
+    for reason in health.reasons:
+        out(f"  ! {reason}")
+    if health.endpoints:
+        out(
+            table.render(
+                ["ENDPOINT", "METHOD", "CALLS/h", "SUCCESS%", "ERRORS", "AVG ms", "LAST ERROR"],
+                [
+                    [
+                        e.route,
+                        e.method,
+                        f"{e.calls_per_hour:.0f}",
+                        f"{e.success_rate_percent:.2f}",
+                        e.errors,
+                        _num(e.avg_ms),
+                        (e.last_error[:60] or "-"),
+                    ]
+                    for e in health.endpoints
+                ],
+            )
+        )
 
 
 def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _jsonable(status_row: Any) -> dict[str, Any]:
-    from dataclasses import asdict
+def _jsonable(row: Any) -> Any:
+    """Dataclasses, datetimes and enums as JSON values, recursively."""
+    from dataclasses import fields, is_dataclass
+    from enum import Enum
 
-    return {
-        k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(status_row).items()
-    }
+    if is_dataclass(row) and not isinstance(row, type):
+        return {f.name: _jsonable(getattr(row, f.name)) for f in fields(row)}
+    if isinstance(row, datetime):
+        return row.isoformat()
+    if isinstance(row, Enum):
+        return row.value
+    if isinstance(row, list | tuple):
+        return [_jsonable(item) for item in row]
+    if isinstance(row, dict):
+        return {str(k): _jsonable(v) for k, v in row.items()}
+    return row

@@ -12,7 +12,6 @@ import argparse
 import math
 import os
 import re
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,18 +193,18 @@ def add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> N
         shown_default = "" if option.secret or option.default is None else option.default
         suffix = f" [env: {envs}; config key: {option.key}"
         suffix += f"; default: {shown_default}]" if shown_default != "" else "]"
+        # Help texts are plain text ("CPU %"), argparse treats them as %-formats.
+        help_text = (option.help + suffix).replace("%", "%%")
         if option.parse is boolean:
             parser.add_argument(
                 option.cli_flag,
                 dest=option.key,
                 action=argparse.BooleanOptionalAction,
                 default=None,
-                help=option.help + suffix,
+                help=help_text,
             )
         else:
-            parser.add_argument(
-                option.cli_flag, dest=option.key, default=None, help=option.help + suffix
-            )
+            parser.add_argument(option.cli_flag, dest=option.key, default=None, help=help_text)
 
 
 @dataclass(frozen=True)
@@ -228,6 +227,8 @@ class FileValues:
 def load_file(config_path: Path | None, section: str) -> FileValues:
     if config_path is None:
         return FileValues({}, {}, section)
+    import tomllib  # only when there is a file: the agent usually runs without one
+
     try:
         document = tomllib.loads(config_path.read_text())
     except FileNotFoundError:

@@ -1,0 +1,252 @@
+"""The agent installs and runs with only grpcio, protobuf and psutil.
+
+A dealer server gets the base ``dealerpulse`` distribution: the server
+packages (SQLAlchemy, Alembic, psycopg, APScheduler, Slack, Jinja2, the gRPC
+health and reflection services) are absent there. The cheap tests run the CLI
+in a child interpreter that refuses those imports; the slow one installs the
+project into a fresh virtualenv with only the base dependencies.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "dp1.footprint-motors.s3cr3t"
+# Third-party packages of the [server] extra: absent on a dealer server.
+SERVER_PACKAGES = (
+    "sqlalchemy",
+    "alembic",
+    "psycopg",
+    "apscheduler",
+    "slack_sdk",
+    "jinja2",
+    "grpc_health",
+    "grpc_reflection",
+)
+# Running the agent must not load the server side at all, not even our own
+# collector and reporter packages (they ship in the same distribution).
+AGENT_BLOCKED = (*SERVER_PACKAGES, "collector", "reporter")
+# grpc's own __init__ tries grpc_health and grpc_reflection inside
+# try/except ImportError (backward-compatibility shims): refused, but not ours.
+OPTIONAL_FOR = ("grpc",)
+
+# Runs first in the child: a meta-path finder that makes the blocked packages
+# look uninstalled and reports every attempt with the module that made it, so
+# that even an import of ours guarded by try/except ImportError shows up.
+BLOCKER = """
+import sys
+
+BLOCKED = {blocked!r}
+
+def _importer():
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith("<frozen"):
+        frame = frame.f_back
+    return frame.f_globals.get("__name__", "?") if frame is not None else "?"
+
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            importer = _importer()
+            if importer not in {optional_for!r}:
+                sys.stderr.write("BLOCKED IMPORT " + name + " by " + importer + "\\n")
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked)", name=name)
+        return None
+
+sys.meta_path.insert(0, Blocker())
+"""
+
+
+def run_blocked(
+    code: str, tmp_path: Path, blocked: tuple[str, ...] = AGENT_BLOCKED
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+    }
+    for name in ("DEALERPULSE_CONFIG", "DEALERPULSE_TOKEN", "DATABASE_URL"):
+        env.pop(name, None)
+    prelude = BLOCKER.format(blocked=blocked, optional_for=OPTIONAL_FOR)
+    return subprocess.run(
+        [sys.executable, "-c", prelude + code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (just bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def assert_nothing_blocked(done: subprocess.CompletedProcess[str]) -> None:
+    assert "BLOCKED IMPORT" not in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_blocker_really_refuses_server_packages(tmp_path: Path) -> None:
+    done = run_blocked("import sqlalchemy", tmp_path)
+    assert done.returncode == 1
+    assert "BLOCKED IMPORT sqlalchemy by __main__" in done.stderr
+    assert "ModuleNotFoundError" in done.stderr
+
+
+def test_agent_help_loads_no_server_code(tmp_path: Path) -> None:
+    done = run_blocked(
+        "from dealerpulse.cli import build_parser, main\n"
+        "build_parser(['agent'])\n"
+        "sys.exit(main(['agent', '--help']))\n",
+        tmp_path,
+    )
+    assert_nothing_blocked(done)
+    assert done.returncode == 0, done.stderr
+    assert "usage: dealerpulse agent" in done.stdout
+    assert "--collector" in done.stdout and "--check" in done.stdout
+
+
+def test_top_level_help_lists_every_command_without_server_code(tmp_path: Path) -> None:
+    done = run_blocked("from dealerpulse.cli import main\nsys.exit(main(['--help']))\n", tmp_path)
+    assert_nothing_blocked(done)
+    assert done.returncode == 0, done.stderr
+    for command in ("agent", "collector", "up", "dealer", "status"):
+        assert command in done.stdout
+
+
+def test_full_parser_needs_no_server_dependency(tmp_path: Path) -> None:
+    """Every command's --help works on a dealer server (collector options are plain data)."""
+    done = run_blocked(
+        "from dealerpulse.cli import build_parser\n"
+        "parser = build_parser()\n"
+        "for argv in (['collector', '--help'], ['status', '--help']):\n"
+        "    try:\n"
+        "        parser.parse_args(argv)\n"
+        "    except SystemExit as exc:\n"
+        "        assert exc.code == 0, argv\n",
+        tmp_path,
+        blocked=SERVER_PACKAGES,
+    )
+    assert_nothing_blocked(done)
+    assert done.returncode == 0, done.stderr
+    assert "usage: dealerpulse collector" in done.stdout
+    assert "usage: dealerpulse status" in done.stdout
+
+
+def test_agent_check_reports_unreachable_collector_without_server_packages(
+    tmp_path: Path,
+) -> None:
+    address = f"127.0.0.1:{closed_port()}"
+    done = run_blocked(
+        "from dealerpulse.cli import main\n"
+        f"sys.exit(main(['agent', '--check', '--collector', {address!r},"
+        f" '--token', {TOKEN!r}, '--spool', 'spool/agent.db']))\n",
+        tmp_path,
+    )
+    assert_nothing_blocked(done)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"problem: collector {address}: cannot connect" in done.stdout
+    assert "s3cr3t" not in done.stdout + done.stderr
+
+
+def test_agent_modules_import_without_server_packages(tmp_path: Path) -> None:
+    done = run_blocked(
+        "import agent.runner, agent.instrument\n"
+        f"leaked = sorted(m for m in sys.modules if m.split('.')[0] in {AGENT_BLOCKED!r})\n"
+        "print('leaked:', leaked)\n",
+        tmp_path,
+    )
+    assert_nothing_blocked(done)
+    assert done.returncode == 0, done.stderr
+    assert "leaked: []" in done.stdout
+
+
+# ---- a real minimal install
+
+BASE_DEPENDENCIES = ("grpcio", "protobuf", "psutil")
+# What an sdist of the project holds; copied so that the build leaves no
+# build/ or *.egg-info in the shared work tree.
+SOURCES = ("pyproject.toml", "README.md", "dealerpulse", "agent", "collector", "reporter")
+
+
+def _pip(python: Path, *args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
+def _skip_or_fail(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.mark.slow
+def test_fresh_venv_with_base_dependencies_runs_the_agent(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in SOURCES:
+        origin = REPO / name
+        if origin.is_dir():
+            shutil.copytree(origin, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif origin.exists():
+            shutil.copy2(origin, source / name)
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True, system_site_packages=False, clear=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+
+    deps = _pip(python, *BASE_DEPENDENCIES, timeout_s=120)
+    if deps.returncode != 0:
+        _skip_or_fail(f"pip cannot install {BASE_DEPENDENCIES} here: {deps.stderr[-500:]}")
+    project = _pip(python, "--no-deps", str(source), timeout_s=120)
+    assert project.returncode == 0, project.stderr[-2000:]
+
+    importable = subprocess.run(
+        [str(python), "-c", "import sqlalchemy"], capture_output=True, text=True, timeout=30
+    )
+    assert importable.returncode != 0, "the fresh venv must not see the server packages"
+
+    dealerpulse = env_dir / "bin" / "dealerpulse"
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    for name in ("PYTHONPATH", "DEALERPULSE_CONFIG", "DEALERPULSE_TOKEN"):
+        env.pop(name, None)
+    helped = subprocess.run(
+        [str(dealerpulse), "agent", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert helped.returncode == 0, helped.stderr
+    assert "usage: dealerpulse agent" in helped.stdout
+
+    address = f"127.0.0.1:{closed_port()}"
+    checked = subprocess.run(
+        [str(dealerpulse), "agent", "--check", "--collector", address, "--token", TOKEN],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert f"problem: collector {address}: cannot connect" in checked.stdout
+    assert "Traceback" not in checked.stderr, checked.stderr
