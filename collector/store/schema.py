@@ -225,7 +225,131 @@ system_alerts = Table(
     Column("resolved", Boolean, nullable=False, server_default=text("false")),
     Column("resolved_at", UtcDateTime(), nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
+    # Added by the alerting migration (0002): a row is one alert episode.
+    # Seed-style rows without a rule leave these NULL.
+    Column("rule_id", RowId, ForeignKey("alert_rules.id"), nullable=True),
+    Column("agent_id", String(128), nullable=True),
+    Column("labels", JsonDocument, nullable=True),
+    Column("labels_key", Text, nullable=True),
+    Column("value", Double, nullable=True),
+    Column("threshold", Double, nullable=True),
+    Column("state", String(16), nullable=False, server_default=text("'firing'")),
+    Column("started_at", UtcDateTime(), nullable=True),
+    Column("last_change_at", UtcDateTime(), nullable=True),
+    Column("acknowledged_by", String(200), nullable=True),
+    Column("acknowledged_at", UtcDateTime(), nullable=True),
     Index("ix_system_alerts_dealer_resolved", "dealer_id", "resolved"),
+    Index("ix_system_alerts_rule_id", "rule_id"),
+)
+
+# ---- alerting (migration 0002)
+
+ALERT_AGGREGATIONS = ("avg", "max", "min", "p95", "rate")
+ALERT_COMPARATORS = (">", ">=", "<", "<=")
+ALERT_PHASES = ("ok", "pending", "firing")
+NOTIFICATION_KINDS = ("firing", "resolved", "severity_change", "escalation", "repeat", "flapping")
+OUTBOX_STATUSES = ("pending", "sent", "failed")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    # "threshold" or "agent_silence"; the seed's alertType goes to system_alerts.type.
+    Column("kind", String(32), nullable=False),
+    Column("alert_type", String(64), nullable=False),
+    Column("metric", String(200), nullable=False),
+    Column("aggregation", String(8), nullable=False),
+    Column("window_s", Integer, nullable=False),
+    Column("comparator", String(2), nullable=False),
+    Column("warning_threshold", Double, nullable=True),
+    Column("critical_threshold", Double, nullable=True),
+    Column("warning_recovery", Double, nullable=True),
+    Column("critical_recovery", Double, nullable=True),
+    Column("for_s", Integer, nullable=False, server_default=text("0")),
+    # NULL: every dealer.
+    Column("dealer_id", String(64), ForeignKey("dealers.dealer_id"), nullable=True),
+    # {"endpoint": "/api/leads"}: a series must carry every pair to match.
+    Column("label_matchers", JsonDocument, nullable=False),
+    # ["slack", "email"]: names of configured notifiers.
+    Column("channels", JsonDocument, nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("builtin", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    CheckConstraint(_one_of("aggregation", ALERT_AGGREGATIONS), name="ck_alert_rules_aggregation"),
+    CheckConstraint(_one_of("comparator", ALERT_COMPARATORS), name="ck_alert_rules_comparator"),
+    CheckConstraint("window_s > 0 AND for_s >= 0", name="ck_alert_rules_durations"),
+)
+
+# The evaluation state of one (rule, dealer, agent, labels), kept between ticks.
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("rule_id", RowId, ForeignKey("alert_rules.id"), primary_key=True),
+    Column("dealer_id", String(64), primary_key=True),
+    Column("agent_id", String(128), primary_key=True),
+    Column("labels_key", Text, primary_key=True),
+    Column("labels", JsonDocument, nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("severity", String(16), nullable=True),
+    Column("pending_since", UtcDateTime(), nullable=True),
+    Column("episode_id", RowId, ForeignKey("system_alerts.id"), nullable=True),
+    # Whether the open episode's firing was notified (not while flapping).
+    Column("notified", Boolean, nullable=False, server_default=text("false")),
+    # Unix ms of the recent firing/resolved transitions, newest last.
+    Column("flap_history", JsonDocument, nullable=False),
+    Column("flapping", Boolean, nullable=False, server_default=text("false")),
+    Column("last_value", Double, nullable=True),
+    Column("evaluated_at", UtcDateTime(), nullable=False),
+    CheckConstraint(_one_of("phase", ALERT_PHASES), name="ck_alert_states_phase"),
+)
+
+notification_outbox = Table(
+    "notification_outbox",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("episode_id", RowId, ForeignKey("system_alerts.id"), nullable=False),
+    Column("channel", String(100), nullable=False),
+    Column("kind", String(32), nullable=False),
+    # Stable across retries and restarts: Message-ID, Slack metadata.
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("payload", JsonDocument, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    # Also the claim lease: a claimed row is pushed into the future.
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("sent_at", UtcDateTime(), nullable=True),
+    # What the channel called the message (Slack ts): resolved replies in its thread.
+    Column("receipt", Text, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("status", String(16), nullable=False, server_default=text("'pending'")),
+    CheckConstraint(_one_of("kind", NOTIFICATION_KINDS), name="ck_notification_outbox_kind"),
+    CheckConstraint(_one_of("status", OUTBOX_STATUSES), name="ck_notification_outbox_status"),
+    Index("ix_notification_outbox_due", "status", "next_attempt_at"),
+    Index("ix_notification_outbox_episode", "episode_id", "channel"),
+)
+
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    # NULL matches any dealer / any rule.
+    Column("dealer_id", String(64), ForeignKey("dealers.dealer_id"), nullable=True),
+    Column("rule_id", RowId, ForeignKey("alert_rules.id"), nullable=True),
+    Column("label_matchers", JsonDocument, nullable=False),
+    Column("starts_at", UtcDateTime(), nullable=False),
+    Column("ends_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    CheckConstraint("ends_at > starts_at", name="ck_silences_period"),
+    Index("ix_silences_ends_at", "ends_at"),
 )
 
 # The seed's wide table, now a view over series + samples (see the migration).
