@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import multiprocessing
+import multiprocessing.process
+import os
 import signal
 from collections.abc import Mapping
 from typing import Any
@@ -183,8 +187,9 @@ def _server_options(settings: CollectorSettings) -> list[tuple[str, Any]]:
     return [
         ("grpc.max_receive_message_length", settings.max_receive_bytes),
         # gRPC reuses ports by default: a second collector would share the
-        # port silently instead of failing to start.
-        ("grpc.so_reuseport", 0),
+        # port silently instead of failing to start. Only a collector's own
+        # worker processes share it on purpose.
+        ("grpc.so_reuseport", 1 if settings.workers > 1 or settings.reuse_port else 0),
         # Agents keep streams open for days: find dead peers, and accept the
         # agents' own keepalive pings (every 10 s at the most).
         ("grpc.keepalive_time_ms", 60_000),
@@ -208,7 +213,9 @@ async def run_collector(
         settings = CollectorSettings.from_values(settings)
     url = settings.db or default_database_url()
     logger.info("opening store %s", redact_url(url))
+    # Opening migrates; the first process does it before any worker starts.
     store = await asyncio.to_thread(open_store, url)
+    workers = start_workers(settings)
     try:
         server = CollectorServer(store, settings.listen, settings, SystemClock())
         await server.start()
@@ -219,9 +226,77 @@ async def run_collector(
                 await stop.wait()
             logger.info("collector shutting down")
         finally:
-            await server.stop(settings.shutdown_grace_s)
+            await asyncio.gather(
+                server.stop(settings.shutdown_grace_s),
+                asyncio.to_thread(stop_workers, workers, settings.shutdown_grace_s + 5),
+            )
     finally:
         await asyncio.to_thread(store.close)
+
+
+def start_workers(settings: CollectorSettings) -> list[multiprocessing.process.BaseProcess]:
+    """The extra worker processes of ``--workers N`` (this process is the first).
+
+    One Python process decodes, validates and writes under one GIL; workers
+    put the other cores to use. Each has its own writer; dedup, series ids and
+    agents are resolved in the database, so any worker may take any stream.
+    """
+    context = multiprocessing.get_context("spawn")
+    workers: list[multiprocessing.process.BaseProcess] = []
+    for index in range(1, settings.workers):
+        worker = context.Process(
+            target=_worker_main,
+            args=(settings, logging.getLevelName(logging.getLogger().level), os.getpid()),
+            name=f"collector-worker-{index}",
+            daemon=True,
+        )
+        worker.start()
+        workers.append(worker)
+    if workers:
+        logger.info("started %s worker processes on %s", len(workers), settings.listen)
+    return workers
+
+
+def stop_workers(workers: list[multiprocessing.process.BaseProcess], timeout_s: float) -> None:
+    for worker in workers:
+        if worker.pid is not None and worker.is_alive():
+            os.kill(worker.pid, signal.SIGTERM)
+    for worker in workers:
+        worker.join(timeout_s)
+        if worker.is_alive():
+            logger.warning("%s did not stop in %.0f s; killing it", worker.name, timeout_s)
+            worker.kill()
+            worker.join(5)
+
+
+def _worker_main(settings: CollectorSettings, log_level: str, parent_pid: int) -> None:
+    from dealerpulse import logs
+
+    logs.setup(log_level)
+    # A worker is one process of the same collector: it serves, it does not spawn.
+    own = dataclasses.replace(settings, workers=1, reuse_port=True)
+    asyncio.run(_serve_worker(own, parent_pid))
+
+
+async def _serve_worker(settings: CollectorSettings, parent_pid: int) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def watch_parent() -> None:
+        # A parent killed with -9 cannot stop us; an orphan must not keep the port.
+        while not stop.is_set():
+            if os.getppid() != parent_pid:
+                logger.warning("collector parent %s is gone; worker stopping", parent_pid)
+                stop.set()
+            await asyncio.sleep(1.0)
+
+    watcher = asyncio.create_task(watch_parent())
+    try:
+        await run_collector(settings, stop)
+    finally:
+        watcher.cancel()
 
 
 async def _wait_for_signal() -> None:

@@ -41,6 +41,13 @@ COLLECTOR_OPTIONS: list[Option] = [
     ),
     DB_OPTION,
     Option(
+        "workers",
+        positive_int,
+        1,
+        "collector processes sharing the listen port (SO_REUSEPORT); each decodes and "
+        "validates on its own core, the database dedups across them",
+    ),
+    Option(
         "retention_days",
         positive_int,
         30,
@@ -105,6 +112,9 @@ COLLECTOR_OPTIONS: list[Option] = [
 class CollectorSettings:
     listen: str = "127.0.0.1:50051"
     db: str | None = None
+    workers: int = 1
+    # Set in worker processes: they join the port their parent bound.
+    reuse_port: bool = False
     retention_days: int = 30
     max_batch_samples: int = 10_000
     max_batch_bytes: int = 4 * MIB
@@ -126,6 +136,8 @@ class CollectorSettings:
                 f"max_receive_bytes ({self.max_receive_bytes}) must exceed max_batch_bytes "
                 f"({self.max_batch_bytes}) so oversized batches are refused one by one"
             )
+        if self.workers > 1 and self.listen.endswith(":0"):
+            raise ConfigError("workers: more than one worker needs a fixed listen port, not :0")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls_cert and tls_key must be set together")
         if self.tls_client_ca is not None and self.tls_cert is None:

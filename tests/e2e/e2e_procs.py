@@ -94,9 +94,20 @@ def serving(port: int) -> bool:
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-def start_collector(db_url: str, port: int, tmp: Path, name: str = "collector") -> Proc:
+def start_collector(
+    db_url: str, port: int, tmp: Path, name: str = "collector", workers: int = 1
+) -> Proc:
     proc = Proc(
-        [*DEALERPULSE, "collector", "--listen", f"127.0.0.1:{port}", "--db", db_url],
+        [
+            *DEALERPULSE,
+            "collector",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--db",
+            db_url,
+            "--workers",
+            str(workers),
+        ],
         tmp / f"{name}.log",
         env_for(tmp),
     )

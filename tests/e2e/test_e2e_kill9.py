@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 from e2e_procs import REPO, Proc, env_for, free_port, start_collector, wait_for
 
@@ -22,15 +23,23 @@ def committed_total(store: MetricStore, agent_ids: list[str]) -> int:
     return sum(len(store.committed_batches(a)) for a in agent_ids)
 
 
+def worker_pids(collector: Proc) -> list[int]:
+    return [child.pid for child in psutil.Process(collector.popen.pid).children()]
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["1-process", "2-workers"])
 def test_kill9_collector_under_20_agents_loses_and_duplicates_nothing(
-    db_url: str, tmp_path: Path
+    db_url: str, tmp_path: Path, workers: int
 ) -> None:
+    """With --workers 2, kill -9 hits the parent only; its workers must notice and leave."""
     store = open_store(db_url)
     _, token = add_dealer(store, "Harbor Autos")
     port = free_port()
     agent_ids = [f"swarm-{i:03d}" for i in range(AGENTS)]
     result_path = tmp_path / "swarm.json"
-    collector = start_collector(db_url, port, tmp_path, name="collector1")
+    collector = start_collector(db_url, port, tmp_path, name="collector1", workers=workers)
+    wait_for(lambda: len(worker_pids(collector)) >= workers - 1, "the worker processes")
+    orphans = [psutil.Process(pid) for pid in worker_pids(collector) if workers > 1]
     (tmp_path / "spools").mkdir()
     swarm = Proc(
         [
@@ -57,8 +66,13 @@ def test_kill9_collector_under_20_agents_loses_and_duplicates_nothing(
     try:
         wait_for(lambda: committed_total(store, agent_ids) >= 200, "traffic before the kill")
         collector.kill9()
+        wait_for(
+            lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in orphans),
+            "orphaned workers to exit",
+            timeout_s=30,
+        )
         before_restart = committed_total(store, agent_ids)
-        collector = start_collector(db_url, port, tmp_path, name="collector2")
+        collector = start_collector(db_url, port, tmp_path, name="collector2", workers=workers)
         wait_for(
             lambda: committed_total(store, agent_ids) >= before_restart + 300,
             "traffic after the restart",
