@@ -1,13 +1,14 @@
 """The data model every part shares: plain frozen dataclasses, no protobuf.
 
 Protobuf stays at the edges: ``agent/codec.py`` encodes these into the wire
-format and ``collector/codec.py`` decodes the wire format into them.
+format and ``collector/ingest/codec.py`` decodes the wire format into them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 Labels = tuple[tuple[str, str], ...]
 """Label pairs sorted by key: hashable, canonical, cheap to compare."""
@@ -18,9 +19,13 @@ def labels_of(mapping: dict[str, str] | None = None, /, **kwargs: str) -> Labels
     return tuple(sorted(merged.items()))
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One measurement of one series (name + labels) at one instant."""
+class Sample(NamedTuple):
+    """One measurement of one series (name + labels) at one instant.
+
+    A NamedTuple, unlike the other records: the collector builds hundreds of
+    thousands per second, and a tuple is built in a third of the time of a
+    frozen dataclass while staying just as immutable.
+    """
 
     name: str
     value: float

@@ -259,7 +259,7 @@ class Corruption:
 
 
 def _with_sample(batch: MetricBatch, **changes: object) -> MetricBatch:
-    first = dataclasses.replace(batch.samples[0], **changes)  # type: ignore[arg-type]
+    first = batch.samples[0]._replace(**changes)  # type: ignore[arg-type]
     return dataclasses.replace(batch, samples=(first, *batch.samples[1:]))
 
 
