@@ -16,8 +16,14 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+from sqlalchemy import Engine
 
 from collector.abc import MetricStore
+from collector.alerting.channels import notifiers_from_settings
+from collector.alerting.engine import EngineSettings
+from collector.alerting.jobs import AlertJobs, JobSettings, JobStats
+from collector.alerting.rules import builtin_rules
+from collector.alerting.service import ALERTS_SERVICE, AlertsService
 from collector.ingest.service import IngestService
 from collector.ingest.stream import StreamConfig
 from collector.ingest.validate import DAY_S, Limits
@@ -26,7 +32,7 @@ from collector.settings import CollectorSettings
 from collector.store import open_store
 from dealerpulse.clock import Clock, SystemClock
 from dealerpulse.config import default_database_url, redact_url
-from dealerpulse.v1 import ingest_pb2, ingest_pb2_grpc
+from dealerpulse.v1 import alerts_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +64,7 @@ class CollectorServer:
         self._service: IngestService | None = None
         self._health: HealthServicer | None = None
         self._server: grpc.aio.Server | None = None
+        self._alert_jobs: AlertJobs | None = None
         self._port = 0
 
     @property
@@ -68,6 +75,11 @@ class CollectorServer:
         if self._writer is None:
             raise RuntimeError("the collector server is not started")
         return self._writer.stats()
+
+    def alert_job_stats(self) -> JobStats:
+        if self._alert_jobs is None:
+            raise RuntimeError("alert jobs are not running (alerting off, or not started)")
+        return self._alert_jobs.stats()
 
     async def start(self) -> int:
         """Bind, start serving, and return the bound port."""
@@ -95,6 +107,8 @@ class CollectorServer:
         ingest_pb2_grpc.add_IngestServicer_to_server(service, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         services = [INGEST_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME]
+        if self._add_alerts(server):
+            services.append(ALERTS_SERVICE)
         if self._add_otlp(server, writer):
             services.append(OTLP_METRICS_SERVICE)
         reflection.enable_server_reflection(services, server)
@@ -105,11 +119,41 @@ class CollectorServer:
         except BaseException:
             await writer.drain_and_stop(0.0)
             raise
-        for name in ("", INGEST_SERVICE):
+        serving = ["", INGEST_SERVICE] + [ALERTS_SERVICE] * (ALERTS_SERVICE in services)
+        for name in serving:
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._writer, self._service, self._health, self._server = writer, service, health, server
         logger.info("collector ingest listening on %s (port %s)", self._listen, self._port)
+        try:
+            self._alert_jobs = await self._start_alert_jobs()
+        except BaseException:
+            await self.stop(0.0)
+            raise
         return self._port
+
+    async def _start_alert_jobs(self) -> AlertJobs | None:
+        settings = self._settings
+        if not (settings.alerting and settings.run_jobs):
+            return None
+        # Imported here: the SQLAlchemy store is one MetricStore among possible others.
+        from collector.store import SQLAlchemyMetricStore
+
+        if not isinstance(self._store, SQLAlchemyMetricStore):
+            logger.warning("alerting needs the SQLAlchemy store; alert jobs not started")
+            return None
+        jobs = _alert_jobs(self._store.engine, settings, self._clock)
+        await jobs.start()
+        return jobs
+
+    def _add_alerts(self, server: grpc.aio.Server) -> bool:
+        """The Alerts service, when the store is the SQLAlchemy one that holds the rules."""
+        from collector.store import SQLAlchemyMetricStore
+
+        if not isinstance(self._store, SQLAlchemyMetricStore):
+            return False
+        service = AlertsService(self._store.engine, self._store, self._clock)
+        alerts_pb2_grpc.add_AlertsServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+        return True
 
     def _add_otlp(self, server: grpc.aio.Server, writer: BatchWriter) -> bool:
         """OTLP metrics on the same port; skipped (with a warning) without opentelemetry-proto."""
@@ -163,6 +207,11 @@ class CollectorServer:
         # The grace period is real time spent waiting, not the injected clock.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_s
+        jobs, self._alert_jobs = self._alert_jobs, None
+        if jobs is not None:
+            # A job cut short is safe (its transaction rolls back, a claimed
+            # notification comes back after its lease), but finishing is tidier.
+            await jobs.stop(max(0.0, deadline - loop.time()))
         await health.enter_graceful_shutdown()
         service.begin_shutdown()
         drained = await writer.drain_and_stop(deadline - loop.time())
@@ -171,6 +220,21 @@ class CollectorServer:
         logger.info(
             "collector stopped (writer drained: %s, streams closed in time: %s)", drained, closed
         )
+
+
+def _alert_jobs(engine: Engine, settings: CollectorSettings, clock: Clock) -> AlertJobs:
+    notifiers = notifiers_from_settings(settings)
+    # New built-ins notify on every configured channel; an operator's later
+    # choice of channels for a built-in is kept (sync_builtin_rules).
+    rules = builtin_rules(settings.alert_threshold_values(), tuple(sorted(notifiers)))
+    return AlertJobs(
+        engine,
+        clock,
+        notifiers,
+        rules,
+        JobSettings(settings.alert_interval_s, settings.dispatch_interval_s),
+        EngineSettings(dashboard_url=settings.dashboard_url or ""),
+    )
 
 
 def _stream_config(settings: CollectorSettings) -> StreamConfig:
@@ -274,7 +338,9 @@ def _worker_main(settings: CollectorSettings, log_level: str, parent_pid: int) -
 
     logs.setup(log_level)
     # A worker is one process of the same collector: it serves, it does not spawn.
-    own = dataclasses.replace(settings, workers=1, reuse_port=True)
+    # Scheduled jobs run in the first process only (the database claims would
+    # keep extra schedulers harmless, but they would only add contention).
+    own = dataclasses.replace(settings, workers=1, reuse_port=True, run_jobs=False)
     asyncio.run(_serve_worker(own, parent_pid))
 
 

@@ -8,17 +8,20 @@ resolved mapping or as :class:`CollectorSettings`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from collector.alerting.rules import ALERT_OPTIONS
 from dealerpulse.config import (
     DB_OPTION,
     ConfigError,
     Option,
+    boolean,
     byte_size,
     host_port,
     non_negative_float,
+    optional_text,
     path,
     positive_float,
     positive_int,
@@ -29,6 +32,126 @@ MIB = 1024 * 1024
 
 def optional_path(value: Any) -> Path | None:
     return None if value is None or value == "" else path(value)
+
+
+def optional_port(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    number = positive_int(value)
+    if number > 65535:
+        raise ValueError(f"must be a port number (1-65535), got {value!r}")
+    return number
+
+
+def address_list(value: Any) -> tuple[str, ...]:
+    """'a@x.com, b@x.com' or a TOML list -> ('a@x.com', 'b@x.com')."""
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    addresses = tuple(str(item).strip() for item in items if str(item).strip())
+    for address in addresses:
+        if "@" not in address:
+            raise ValueError(f"{address!r} is not an email address")
+    return addresses
+
+
+SMTP_SECURITY_CHOICES = ("none", "starttls", "ssl")
+
+
+def smtp_security(value: Any) -> str:
+    lowered = str(value).strip().lower()
+    if lowered not in SMTP_SECURITY_CHOICES:
+        raise ValueError(f"must be one of {', '.join(SMTP_SECURITY_CHOICES)}, got {value!r}")
+    return lowered
+
+
+# Alert evaluation and notification channels (issue 4). Secrets are never shown.
+ALERTING_OPTIONS: list[Option] = [
+    Option("alerting", boolean, True, "evaluate alert rules and send notifications"),
+    Option(
+        "alert_interval_s",
+        positive_float,
+        15.0,
+        "seconds between evaluations of every alert rule",
+        env=("ALERT_INTERVAL_S", "DEALERPULSE_ALERT_INTERVAL_S"),
+    ),
+    Option(
+        "dispatch_interval_s",
+        positive_float,
+        3.0,
+        "seconds between sends from the notification outbox",
+    ),
+    Option(
+        "dashboard_url",
+        optional_text,
+        None,
+        "base URL of the dashboard, linked from notifications",
+        env=("DASHBOARD_URL", "DEALERPULSE_DASHBOARD_URL"),
+    ),
+    *ALERT_OPTIONS,
+    Option(
+        "slack_webhook_url",
+        optional_text,
+        None,
+        "Slack incoming webhook URL (enables the 'slack' channel)",
+        env=("SLACK_WEBHOOK_URL",),
+        secret=True,
+    ),
+    Option(
+        "slack_bot_token",
+        optional_text,
+        None,
+        "Slack bot token for chat.postMessage (with slack_channel; enables the 'slack' channel)",
+        env=("SLACK_BOT_TOKEN",),
+        secret=True,
+    ),
+    Option(
+        "slack_channel",
+        optional_text,
+        None,
+        "Slack channel for the bot token",
+        env=("SLACK_CHANNEL",),
+    ),
+    Option(
+        "slack_api_url",
+        optional_text,
+        None,
+        "base URL of the Slack Web API (default: Slack's own)",
+        env=("SLACK_API_URL",),
+    ),
+    Option(
+        "smtp_host",
+        optional_text,
+        None,
+        "SMTP server (enables the 'email' channel)",
+        env=("SMTP_HOST",),
+    ),
+    Option(
+        "smtp_port",
+        optional_port,
+        None,
+        "SMTP port (default: 465 with ssl, else 587)",
+        env=("SMTP_PORT",),
+    ),
+    Option("smtp_user", optional_text, None, "SMTP login user", env=("SMTP_USER",)),
+    Option(
+        "smtp_password",
+        optional_text,
+        None,
+        "SMTP login password",
+        env=("SMTP_PASSWORD",),
+        secret=True,
+    ),
+    Option("smtp_from", optional_text, None, "sender address of alert emails", env=("SMTP_FROM",)),
+    Option(
+        "smtp_to", address_list, (), "recipients of alert emails, comma-separated", env=("SMTP_TO",)
+    ),
+    Option(
+        "smtp_security",
+        smtp_security,
+        "starttls",
+        "none, starttls or ssl",
+        env=("SMTP_SECURITY",),
+    ),
+]
 
 
 COLLECTOR_OPTIONS: list[Option] = [
@@ -105,6 +228,7 @@ COLLECTOR_OPTIONS: list[Option] = [
         None,
         "PEM CA bundle; when set, agents must present a client certificate it signed (mTLS)",
     ),
+    *ALERTING_OPTIONS,
 ]
 
 
@@ -129,6 +253,30 @@ class CollectorSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
+    alerting: bool = True
+    # False in --workers processes: only the first process runs scheduled jobs.
+    run_jobs: bool = True
+    alert_interval_s: float = 15.0
+    dispatch_interval_s: float = 3.0
+    dashboard_url: str | None = None
+    alert_threshold_response_time: float = 200.0
+    alert_threshold_error_rate: float = 0.1
+    alert_threshold_cpu: float = 80.0
+    alert_threshold_memory: float = 85.0
+    alert_threshold_disk: float = 90.0
+    alert_agent_silence_s: float = 180.0
+    # Secrets stay out of repr(): settings objects end up in log lines and tracebacks.
+    slack_webhook_url: str | None = field(default=None, repr=False)
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_channel: str | None = None
+    slack_api_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int | None = None
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_from: str | None = None
+    smtp_to: tuple[str, ...] = ()
+    smtp_security: str = "starttls"
 
     def __post_init__(self) -> None:
         if self.max_receive_bytes <= self.max_batch_bytes:
@@ -142,6 +290,21 @@ class CollectorSettings:
             raise ConfigError("tls_cert and tls_key must be set together")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ConfigError("tls_client_ca needs tls_cert and tls_key (mTLS is TLS first)")
+        self._check_channels()
+
+    def _check_channels(self) -> None:
+        if self.slack_webhook_url and self.slack_bot_token:
+            raise ConfigError("slack_webhook_url and slack_bot_token: set one, not both")
+        if self.slack_bot_token and not self.slack_channel:
+            raise ConfigError("slack_channel: required with slack_bot_token")
+        if self.smtp_host and not (self.smtp_from and self.smtp_to):
+            raise ConfigError("smtp_from and smtp_to: required with smtp_host")
+        if self.smtp_security not in SMTP_SECURITY_CHOICES:
+            raise ConfigError(f"smtp_security: must be one of {', '.join(SMTP_SECURITY_CHOICES)}")
+
+    def alert_threshold_values(self) -> dict[str, float]:
+        """The resolved values of :data:`collector.alerting.rules.ALERT_OPTIONS`."""
+        return {option.key: float(getattr(self, option.key)) for option in ALERT_OPTIONS}
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> CollectorSettings:

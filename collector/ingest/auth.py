@@ -50,7 +50,7 @@ class TokenAuthenticator:
 
     async def authenticate(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Principal:
         """The caller behind the metadata. Raises NotAuthenticated or StoreUnavailable."""
-        token = _bearer_token(metadata)
+        token = bearer_token(metadata)
         try:
             dealer_id = parse_token(token).dealer_id
         except TokenError as exc:
@@ -93,7 +93,7 @@ class TokenAuthenticator:
         self._valid[principal.token_hash] = (principal.dealer_id, expires)
 
 
-def _bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
     values = [value for key, value in metadata or () if key.lower() == AUTH_METADATA_KEY]
     if not values:
         raise NotAuthenticated("missing 'authorization: Bearer <token>' metadata")

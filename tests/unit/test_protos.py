@@ -5,10 +5,15 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 
+import pytest
 from google.protobuf import descriptor_pb2
 
-from dealerpulse.v1 import ingest_pb2
+from dealerpulse.v1 import alerts_pb2, ingest_pb2
+
+# Imported before protos/ goes on sys.path: its dealerpulse/ folder would shadow ours.
+COMMITTED: dict[str, ModuleType] = {"ingest": ingest_pb2, "alerts": alerts_pb2}
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "protos"))
@@ -31,11 +36,19 @@ def _fresh_descriptor(tmp_path: Path, module: str) -> descriptor_pb2.FileDescrip
     return proto
 
 
-def test_committed_ingest_stubs_match_proto(tmp_path: Path) -> None:
+PROTO_MODULES = sorted(p.stem for p in (REPO / "protos" / "dealerpulse" / "v1").glob("*.proto"))
+
+
+def test_every_proto_has_its_committed_stub_checked() -> None:
+    assert set(PROTO_MODULES) == set(COMMITTED), "add the new stub module to COMMITTED"
+
+
+@pytest.mark.parametrize("module", PROTO_MODULES)
+def test_committed_stubs_match_proto(tmp_path: Path, module: str) -> None:
     committed = descriptor_pb2.FileDescriptorProto()
-    ingest_pb2.DESCRIPTOR.CopyToProto(committed)
-    fresh = _fresh_descriptor(tmp_path, "ingest")
-    assert committed == fresh, "dealerpulse/v1 stubs are stale: run `make proto`"
+    COMMITTED[module].DESCRIPTOR.CopyToProto(committed)
+    fresh = _fresh_descriptor(tmp_path, module)
+    assert committed == fresh, f"dealerpulse/v1/{module} stubs are stale: run `make proto`"
 
 
 def test_grpc_stub_module_exists_for_every_proto() -> None:
