@@ -1,13 +1,16 @@
 """``dealerpulse agent --check``: is this agent set up to work? Never streams.
 
-Checks the settings, the token's form, that the spool can be written, then
-connects and calls Hello: the dealer the collector knows this token as, and
-how far this host's clock is from the collector's. Every problem is named
-precisely enough to fix without reading logs.
+Checks the settings, the token's form, that the spool can be written, that
+the API intake can listen (or that another agent already does), runs every
+configured probe once, then connects and calls Hello: the dealer the
+collector knows this token as, and how far this host's clock is from the
+collector's. Every problem is named precisely enough to fix without reading
+logs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from dataclasses import dataclass, replace
@@ -17,9 +20,11 @@ from pathlib import Path
 import grpc
 import grpc.aio
 
+from agent.aggregate import RequestRecord
 from agent.codec import Hello, HelloReply
 from agent.connection import Endpoint, describe, open_channel, say_hello
 from agent.errors import AgentError, SpoolBusy
+from agent.intake import IntakeError, IntakeServer
 from agent.settings import AgentConfig
 from agent.spool import SqliteSpool
 from dealerpulse import __version__
@@ -47,6 +52,10 @@ class CheckReport:
     # The collector's clock minus ours, at the midpoint of the Hello call.
     clock_offset_ms: int | None = None
     round_trip_ms: int | None = None
+    # The intake's address and what listening there showed; "off" when disabled.
+    intake: str = "off"
+    # One line per configured probe: its first result.
+    probes: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -57,6 +66,8 @@ class CheckReport:
     def lines(self) -> list[str]:
         """The report as text lines for a terminal."""
         lines = [f"collector: {self.collector}", f"spool: {self.spool_path}"]
+        lines.append(f"intake: {self.intake}")
+        lines += [f"probe {line}" for line in self.probes]
         if self.agent_id:
             lines.append(f"agent id: {self.agent_id}")
         if self.dealer_id is not None:
@@ -81,11 +92,15 @@ async def check(config: AgentConfig, clock: Clock | None = None) -> CheckReport:
     token_dealer = _check_token(config.token, problems)
     _check_settings(config, problems, warnings)
     agent_id = _check_spool(config, token_dealer, problems, warnings)
+    intake = await asyncio.to_thread(_check_intake, config, problems, warnings)
+    probes = await _check_probes(config, clock, warnings)
     report = CheckReport(
         collector=config.collector,
         spool_path=config.spool_path,
         token_dealer_id=token_dealer,
         agent_id=agent_id,
+        intake=intake,
+        probes=probes,
     )
     if token_dealer is not None:
         report = await _check_collector(config, report, agent_id, clock, problems, warnings)
@@ -136,6 +151,52 @@ def _check_spool(
     except (AgentError, ValueError) as exc:
         problems.append(f"spool: {exc}")
         return None
+
+
+class _Discard:
+    def record(self, record: RequestRecord) -> None:
+        pass
+
+
+def _check_intake(config: AgentConfig, problems: list[str], warnings: list[str]) -> str:
+    """Listen on the intake address for a moment, as the agent would."""
+    if config.intake is None:
+        return "off (no API metrics from the middleware)"
+    address = str(config.intake)
+    try:
+        with IntakeServer(_Discard(), config.intake):
+            pass
+    except IntakeError as exc:
+        if "another process is listening" in str(exc):
+            warnings.append(
+                f"intake {address}: another agent listens there (fine if it is this one)"
+            )
+            return f"{address} (in use by another process)"
+        problems.append(f"intake: {exc}; the apps' middleware records would be lost")
+        return f"{address} (cannot listen)"
+    return f"{address} (can listen; apps send there via DEALERPULSE_INTAKE={address})"
+
+
+async def _check_probes(config: AgentConfig, clock: Clock, warnings: list[str]) -> tuple[str, ...]:
+    """Run every probe once, all at the same time; a failing one is a warning (the target may
+    really be down, which is what the probe is for)."""
+    if not config.probes:
+        return ()
+    # Imported here, as the runner does: http.client only when probes are configured.
+    from agent.probes import run_check
+
+    results = await asyncio.gather(
+        *(asyncio.to_thread(run_check, spec, clock) for spec in config.probes)
+    )
+    lines: list[str] = []
+    for spec, result in zip(config.probes, results, strict=True):
+        took = f"{result.duration_ms:.0f} ms"
+        if result.ok:
+            lines.append(f"{spec.label}: OK, {spec.method} answered {result.status_code} in {took}")
+        else:
+            lines.append(f"{spec.label}: FAILED after {took}: {result.error}")
+            warnings.append(f"probe {spec.label} failed its first check: {result.error}")
+    return tuple(lines)
 
 
 def _nearest_existing(directory: Path) -> Path:

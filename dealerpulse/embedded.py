@@ -2,6 +2,10 @@
 
 It registers a dealer ``local`` on first start and keeps that dealer's token in
 the state directory (mode 0600), so restarts reuse the same dealer and agent.
+The local agent runs its API intake, by default a unix socket in the state
+directory (``$DEALERPULSE_INTAKE`` overrides it, ``off`` disables it), so a
+dealer app on this host can send middleware records: start the app with
+``DEALERPULSE_INTAKE`` set to the address the "is up" line names.
 """
 
 from __future__ import annotations
@@ -9,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
+import tempfile
 from pathlib import Path
 
+from agent.instrument.wire import DEFAULT_UDP_ADDRESS, IntakeAddress, WireError, parse_address
 from agent.runner import build_agent
-from agent.settings import AgentConfig
+from agent.settings import INTAKE_OFF, AgentConfig
 from collector.abc import MetricStore
 from collector.server import CollectorServer
 from collector.settings import CollectorSettings
@@ -26,6 +33,36 @@ logger = logging.getLogger(__name__)
 LOCAL_DEALER_ID = "local"
 LOCAL_DEALER_NAME = "Local dealer"
 TOKEN_FILE = "local-agent.token"
+INTAKE_FILE = "intake.sock"
+INTAKE_ENV = "DEALERPULSE_INTAKE"
+# sun_path holds 108 bytes on Linux (104 on macOS), the terminating NUL included.
+_MAX_SOCKET_PATH = 100
+
+
+def local_intake(state_dir: Path, environ: dict[str, str] | None = None) -> IntakeAddress | None:
+    """Where the local agent listens for the apps' records; None when switched off.
+
+    ``$DEALERPULSE_INTAKE`` if set (it is also what the apps read), else a
+    socket in the state dir, else, when that path is too long for a unix
+    socket, one in a per-user directory under the temp dir.
+    """
+    environ = dict(os.environ) if environ is None else environ
+    configured = environ.get(INTAKE_ENV, "").strip()
+    if configured.lower() in INTAKE_OFF:
+        return None
+    if configured:
+        try:
+            return parse_address(configured)
+        except WireError as exc:
+            raise ValueError(f"{INTAKE_ENV}: {exc}") from exc
+    if sys.platform == "win32":  # no unix datagram sockets there
+        return parse_address(DEFAULT_UDP_ADDRESS)
+    path = state_dir / INTAKE_FILE
+    if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
+        short = Path(tempfile.gettempdir()) / f"dealerpulse-{os.getuid()}" / INTAKE_FILE
+        logger.info("%s is too long for a unix socket; the intake uses %s", path, short)
+        path = short
+    return IntakeAddress(path=str(path))
 
 
 def ensure_local_dealer(store: SQLAlchemyMetricStore, state_dir: Path) -> str:
@@ -71,22 +108,25 @@ async def run_embedded(
         server = CollectorServer(store, listen, CollectorSettings(listen=listen, db=db_url))
         port = await server.start()
         host = listen.rpartition(":")[0]
+        intake = local_intake(state_dir)
         agent = build_agent(
             AgentConfig(
                 collector=f"{host}:{port}",
                 token=token,
                 interval_s=interval_s,
                 spool_path=state_dir / "agent-spool.db",
+                intake=intake,
             )
         )
         running = asyncio.create_task(agent.run())
         logger.info(
-            "DealerPulse is up: collector on %s:%s storing into %s; local agent every %ss. "
-            "Run `dealerpulse status` to see what arrives; Ctrl-C stops.",
+            "DealerPulse is up: collector on %s:%s storing into %s; local agent every %ss, "
+            "API intake %s. Run `dealerpulse status` to see what arrives; Ctrl-C stops.",
             host,
             port,
             redact_url(db_url),
             interval_s,
+            f"on {intake} (start apps with {INTAKE_ENV}={intake})" if intake else "off",
         )
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)

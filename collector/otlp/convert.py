@@ -2,11 +2,13 @@
 
 Used: ``http.server.request.duration`` histograms (unit ``s`` or ``ms``) with
 DELTA temporality, attributes ``http.route``, ``http.request.method`` and
-``http.response.status_code``. Other metrics are not ours and are ignored
-(not rejected). Points that cannot be used are counted as rejected, with the
-reason: CUMULATIVE points (set the exporter's temporality preference to delta,
-e.g. ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta``), a missing
-status code, negative buckets, bucket counts that do not add up.
+``http.response.status_code``. CUMULATIVE ones are turned into DELTA ones
+before this, by :mod:`collector.otlp.cumulative`, which keeps state; what
+reaches this pure function still CUMULATIVE (no tracker in front) or with no
+temporality is rejected. Other metrics are not ours and are ignored (not
+rejected). Points that cannot be used are counted as rejected, with the
+reason: a missing status code, negative buckets, bucket counts that do not add
+up.
 
 Latency sketches: every OTLP bucket's count goes into the project's 1 %
 DDSketch at the bucket's representative value ``2*lo*hi/(lo+hi)``, which is
@@ -117,8 +119,7 @@ def _convert_metric(
     if temporality != _DELTA:
         result.reject(
             len(points),
-            "only DELTA temporality is accepted; set "
-            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta",
+            "only DELTA (or CUMULATIVE through the collector) temporality is accepted",
         )
         return
     for point in points:
@@ -196,7 +197,11 @@ def _with_stats(
     model = sketch.to_model()
     total = point.sum * to_ms if point.HasField("sum") else sketch.sum
     low = point.min * to_ms if point.HasField("min") else sketch.min
-    high = point.max * to_ms if point.HasField("max") else sketch.max
+    high = point.max * to_ms if point.HasField("max") else max(sketch.max, low)
+    if not point.HasField("min"):
+        # A delta made from cumulative points may know its max but not its min:
+        # the lowest bucket's value must not exceed the max.
+        low = min(low, high)
     if not all(math.isfinite(v) and v >= 0 for v in (total, low, high)) or low > high:
         raise PointError("sum/min/max must be finite, non-negative, min <= max")
     return DDSketch.from_model(model, sum_ms=total, min_ms=low, max_ms=high)

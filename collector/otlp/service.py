@@ -6,6 +6,9 @@ resource (an app instance, named by ``service.instance.id`` or else
 token's dealer, and its points one MetricBatch that goes through the normal
 validation and the BatchWriter (group commit; answered only after commit).
 
+CUMULATIVE histograms (the SDK's default) become DELTA ones first, see
+:mod:`collector.otlp.cumulative`.
+
 Delivery is at-least-once: OTLP carries no sequence number, so an exporter
 that retries a request the collector had stored (its answer lost) stores the
 points twice. The batch's seq is the receive time in microseconds, raised past
@@ -35,7 +38,8 @@ from collector.ingest.auth import NotAuthenticated, TokenAuthenticator
 from collector.ingest.errors import IngestError
 from collector.ingest.validate import Caller, Limits, validate_batch
 from collector.ingest.writer import BatchWriter
-from collector.otlp.convert import ResourceStats, convert
+from collector.otlp.convert import METRIC_NAME, ResourceStats, convert
+from collector.otlp.cumulative import CumulativeToDelta
 from dealerpulse.clock import Clock, unix_ms
 from dealerpulse.model import MetricBatch, WriteOutcome
 
@@ -70,6 +74,8 @@ class OtlpMetricsService:
         self._limits = limits or Limits()
         self._last_seq: dict[str, int] = {}
         self._registered: set[str] = set()
+        # The SDK's default temporality is CUMULATIVE; the store wants intervals.
+        self.cumulative = CumulativeToDelta(METRIC_NAME, clock)
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
         # Raw bytes in: an undecodable request is answered INVALID_ARGUMENT by us,
@@ -94,6 +100,7 @@ class OtlpMetricsService:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"not an ExportMetricsServiceRequest: {exc}"
             )
+        self.cumulative.to_delta(principal.dealer_id, request)
         converted = convert(request)
         rejected, reasons = converted.rejected_points, list(converted.reasons)
         for resource in converted.resources:

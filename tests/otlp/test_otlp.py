@@ -149,10 +149,10 @@ def export_with_sdk(port: int, token: str) -> None:
 def test_bad_requests_are_refused_or_partially_rejected(store: SQLAlchemyMetricStore) -> None:
     _, token = add_dealer(store, "Strict Motors")
     metadata = (("authorization", f"Bearer {token}"),)
-    cumulative = otlp.ExportMetricsServiceRequest()
+    cumulative = otlp.ExportMetricsServiceRequest()  # with no temporality at all
     metric = cumulative.resource_metrics.add().scope_metrics.add().metrics.add()
     metric.name, metric.unit = "http.server.request.duration", "s"
-    metric.histogram.aggregation_temporality = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
+    metric.histogram.aggregation_temporality = metrics_pb2.AGGREGATION_TEMPORALITY_UNSPECIFIED
     point = metric.histogram.data_points.add(count=1, sum=0.1, bucket_counts=[1])
     point.time_unix_nano = time.time_ns()
 
