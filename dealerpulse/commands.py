@@ -53,6 +53,8 @@ def _status_options() -> Sequence[Option]:
 def all_commands() -> list[Command | tuple[str, str, list[Command]]]:
     # Option lists of other packages are callables: the CLI imports them only
     # for the command being run (``dealerpulse agent`` loads no collector code).
+    from dealerpulse.alerts_cli import alert_commands  # imports no grpc until a command runs
+
     return [
         Command(
             "up",
@@ -99,6 +101,7 @@ def all_commands() -> list[Command | tuple[str, str, list[Command]]]:
             status,
             extra=_status_args,
         ),
+        ("alerts", "alert rules, alerts and silences of a collector", alert_commands()),
     ]
 
 

@@ -8,6 +8,8 @@ mid-send leaves the row to come back when the lease ends; that resend first
 asks the channel whether the message arrived (:meth:`Notifier.find_sent`),
 where the channel can be asked. A row waits while an earlier row of its
 episode and channel is unsent, so a resolved never overtakes its firing.
+A row that a silence covers at send time is held, or dropped once there is
+nothing left to say (:mod:`collector.alerting.silencing` has the rule).
 
 Guarantee: every outbox row is sent at least once unless the channel refuses
 it (recorded as ``failed`` with the error) or it runs out of attempts; a
@@ -29,6 +31,13 @@ from sqlalchemy.orm import aliased
 
 from collector.alerting.abc import Notifier, OutgoingMessage, Receipt
 from collector.alerting.errors import PermanentSendError, RetryableSendError
+from collector.alerting.silencing import (
+    DROPPED_NOTE,
+    covering_silence,
+    hold,
+    nothing_to_resolve,
+    was_held,
+)
 from collector.store.engine import WRITE_OPTION, translated_errors
 from collector.store.schema import notification_outbox
 from dealerpulse.clock import Clock
@@ -46,6 +55,8 @@ class DispatchPolicy:
     base_backoff_s: float = 5.0
     max_backoff_s: float = 900.0
     batch_size: int = 50
+    # A row held by a silence is looked at again at least this often (a silence may be deleted).
+    silence_recheck_s: float = 60.0
 
     def backoff_s(self, attempts: int, retry_after_s: float | None) -> float:
         """Delay before attempt ``attempts + 1``; a server's Retry-After always wins if longer."""
@@ -59,6 +70,8 @@ class DispatchReport:
     found_sent: int = 0
     retrying: int = 0
     failed: int = 0
+    held: int = 0
+    dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +84,7 @@ class _Claimed:
     payload: Mapping[str, Any]
     # Attempts before this one: > 0 means an earlier attempt may have delivered it.
     earlier_attempts: int
+    last_error: str | None = None
 
 
 @dataclass
@@ -130,6 +144,7 @@ class Dispatcher:
                 row.idempotency_key,
                 row.payload,
                 row.attempts,
+                row.last_error,
             )
             for row in rows
         ]
@@ -162,6 +177,9 @@ class Dispatcher:
                 row, f"no notifier configured for channel {row.channel!r} ({known})"
             )
             return "failed"
+        silenced = self._apply_silences(row)
+        if silenced is not None:
+            return silenced
         message = OutgoingMessage(row.key, row.kind, row.payload, self._thread_ref(row))
         if row.earlier_attempts > 0:
             found = notifier.find_sent(message)
@@ -181,6 +199,45 @@ class Dispatcher:
             return self._record_retry(row, f"unexpected {type(error).__name__}: {error}", None)
         self._record_sent(row, receipt)
         return "sent"
+
+    def _apply_silences(self, row: _Claimed) -> str | None:
+        """Hold or drop a row as :mod:`collector.alerting.silencing` says; None: send it."""
+        now = self._clock.now()
+        with translated_errors("checking silences"), self._engine.connect() as connection:
+            spec = covering_silence(connection, now, row.payload)
+            drop = spec is None and (
+                was_held(row.last_error)
+                and nothing_to_resolve(connection, row.episode_id, row.channel)
+            )
+        if spec is not None:
+            held = hold(spec, now, self._policy.silence_recheck_s)
+            logger.info("notification %s held by silence %s", row.key, spec.id)
+            # The claim counted an attempt: a held row has not been attempted.
+            self._update(
+                row,
+                next_attempt_at=held.until,
+                attempts=row.earlier_attempts,
+                last_error=held.note,
+            )
+            return "held"
+        if drop:
+            logger.info("notification %s dropped: %s", row.key, DROPPED_NOTE)
+            self._drop_episode_rows(row)
+            return "dropped"
+        return None
+
+    def _drop_episode_rows(self, row: _Claimed) -> None:
+        statement = (
+            update(outbox)
+            .where(
+                outbox.c.episode_id == row.episode_id,
+                outbox.c.channel == row.channel,
+                outbox.c.status == "pending",
+            )
+            .values(status="failed", last_error=DROPPED_NOTE)
+        )
+        with translated_errors("dropping silenced notifications"), self._writing() as connection:
+            connection.execute(statement)
 
     def _thread_ref(self, row: _Claimed) -> str | None:
         if row.kind == "firing":
