@@ -31,6 +31,8 @@ MAX_ROUTE_CHARS = 512
 MAX_METHOD_CHARS = 16
 MAX_ERROR_CHARS = 1024
 DEFAULT_MAX_ENDPOINTS = 500
+# An endpoint unseen for this long gives its place under the limit to a new one.
+DEFAULT_ENDPOINT_IDLE_MS = 3_600_000
 
 
 class InvalidRecord(ValueError):
@@ -138,6 +140,7 @@ class EndpointAggregator(EndpointSource):
         *,
         source: str = "middleware",
         relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY,
+        endpoint_idle_ms: int = DEFAULT_ENDPOINT_IDLE_MS,
     ) -> None:
         if type(max_endpoints) is not int or max_endpoints < 1:
             raise ValueError(f"max_endpoints must be a whole number >= 1, got {max_endpoints!r}")
@@ -147,6 +150,11 @@ class EndpointAggregator(EndpointSource):
         DDSketch(relative_accuracy)  # fail now, not on the first record, if it is invalid
         self._lock = threading.Lock()
         self._series: dict[tuple[str, str], _Series] = {}
+        # The endpoints admitted under the limit, with when each was last seen. The
+        # limit holds across intervals: an app whose routes are raw paths must not
+        # add max_endpoints new series to the database every interval.
+        self._admitted: dict[tuple[str, str], int] = {}
+        self._endpoint_idle_ms = endpoint_idle_ms
         self._start_ms = unix_ms(clock or SystemClock())
         self._overflow_records = 0
         self._records = 0
@@ -177,17 +185,28 @@ class EndpointAggregator(EndpointSource):
         with self._lock:
             series, self._series = self._series, {}
             start_ms, self._start_ms = self._start_ms, now_ms
+            self._forget_idle(series, now_ms)
         end_ms = max(now_ms, start_ms)
         return [
             one.stat(route, method, start_ms, end_ms, self._source)
             for (route, method), one in sorted(series.items())
         ]
 
+    def _forget_idle(self, drained: dict[tuple[str, str], _Series], now_ms: int) -> None:
+        """Called with the lock held: refresh what was seen, drop what went idle."""
+        for key in drained:
+            if key in self._admitted:
+                self._admitted[key] = now_ms
+        horizon = now_ms - self._endpoint_idle_ms
+        for key in [k for k, seen in self._admitted.items() if seen < horizon]:
+            del self._admitted[key]
+
     def _new_series(self, key: tuple[str, str]) -> _Series:
         """Called with the lock held."""
         overflow_key = (OVERFLOW_ROUTE, OVERFLOW_METHOD)
-        regular = len(self._series) - (overflow_key in self._series)
-        if regular >= self._max_endpoints:
+        if key not in self._admitted and len(self._admitted) < self._max_endpoints:
+            self._admitted[key] = self._start_ms
+        if key not in self._admitted:
             if not self._overflow_records:
                 logger.warning(
                     "more than %s distinct endpoints in one interval; folding the rest "

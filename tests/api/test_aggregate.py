@@ -101,12 +101,26 @@ def test_endpoints_past_the_limit_fold_into_one_overflow_series() -> None:
     assert aggregator.overflow_records == 7
 
 
-def test_the_endpoint_limit_starts_afresh_every_interval() -> None:
-    aggregator = EndpointAggregator(max_endpoints=1, clock=FakeClock())
+def test_the_endpoint_limit_holds_across_intervals() -> None:
+    """Raw paths must not add max_endpoints new series every interval."""
+    aggregator = EndpointAggregator(max_endpoints=2, clock=FakeClock())
+    for interval in range(1, 4):
+        for n in range(5):
+            aggregator.record(request(route=f"/raw/{interval}/{n}"))
+        aggregator.drain(interval * 10_000)
+    aggregator.record(request(route="/raw/1/0"))
+    aggregator.record(request(route="/raw/9/9"))
+    routes = {s.route for s in aggregator.drain(40_000)}
+    assert routes == {"/raw/1/0", OVERFLOW_ROUTE}
+
+
+def test_an_idle_endpoint_gives_its_place_to_a_new_one() -> None:
+    aggregator = EndpointAggregator(max_endpoints=1, clock=FakeClock(), endpoint_idle_ms=60_000)
     aggregator.record(request(route="/old"))
-    aggregator.drain(2_000)
+    aggregator.drain(10_000)
+    aggregator.drain(80_000)  # /old unseen for more than a minute: forgotten
     aggregator.record(request(route="/new"))
-    assert only(aggregator.drain(3_000)).route == "/new"
+    assert only(aggregator.drain(90_000)).route == "/new"
 
 
 def test_records_from_many_threads_are_all_counted() -> None:
