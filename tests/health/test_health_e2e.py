@@ -28,7 +28,7 @@ from collector.server import CollectorServer
 from collector.store import open_store
 from dealerpulse.clock import FakeClock
 
-REQUESTS = 600
+REQUESTS = 2_000
 
 
 class QuietHandler(WSGIRequestHandler):
@@ -115,7 +115,10 @@ def test_requests_through_agent_and_collector_give_exact_health(
         running = asyncio.create_task(agent.run())
         try:
             await wait_for(socket_path.exists, "the intake socket")
-            clock = FakeClock(datetime.now(UTC))
+            # The app's clock advances by each request's latency; start it that far back
+            # so that record times end near now (the collector refuses times far ahead).
+            total_s = math.fsum(latency_ms(n) for n in range(REQUESTS)) / 1000
+            clock = FakeClock(datetime.now(UTC) - timedelta(seconds=total_s))
             sink = RecordSink(socket_path)
             app = DealerPulseWSGIMiddleware(app_of(clock), sink=sink, clock=clock)
             with serve(app) as web_port:
