@@ -22,6 +22,7 @@ from collector.abc import MetricStore
 from collector.alerting.channels import notifiers_from_settings
 from collector.alerting.engine import EngineSettings
 from collector.alerting.jobs import AlertJobs, JobSettings, JobStats
+from collector.alerting.policy import FollowUpPolicy
 from collector.alerting.rules import builtin_rules
 from collector.alerting.service import ALERTS_SERVICE, AlertsService
 from collector.ingest.service import IngestService
@@ -232,8 +233,17 @@ def _alert_jobs(engine: Engine, settings: CollectorSettings, clock: Clock) -> Al
         clock,
         notifiers,
         rules,
-        JobSettings(settings.alert_interval_s, settings.dispatch_interval_s),
-        EngineSettings(dashboard_url=settings.dashboard_url or ""),
+        JobSettings(
+            settings.alert_interval_s, settings.dispatch_interval_s, settings.alert_group_wait_s
+        ),
+        EngineSettings(
+            dashboard_url=settings.dashboard_url or "",
+            follow_up=FollowUpPolicy(
+                repeat_interval_s=settings.alert_repeat_interval_s,
+                escalate_after_s=settings.alert_escalate_after_s,
+                escalation_channels=settings.alert_escalation_channels,
+            ),
+        ),
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from collector.alerting.policy import NOTIFICATION_OPTIONS
 from collector.alerting.rules import ALERT_OPTIONS
 from dealerpulse.config import (
     DB_OPTION,
@@ -87,6 +88,7 @@ ALERTING_OPTIONS: list[Option] = [
         env=("DASHBOARD_URL", "DEALERPULSE_DASHBOARD_URL"),
     ),
     *ALERT_OPTIONS,
+    *NOTIFICATION_OPTIONS,
     Option(
         "slack_webhook_url",
         optional_text,
@@ -265,6 +267,10 @@ class CollectorSettings:
     alert_threshold_memory: float = 85.0
     alert_threshold_disk: float = 90.0
     alert_agent_silence_s: float = 180.0
+    alert_repeat_interval_s: float = 4 * 3600.0
+    alert_escalate_after_s: float = 1800.0
+    alert_escalation_channels: tuple[str, ...] = ()
+    alert_group_wait_s: float = 30.0
     # Secrets stay out of repr(): settings objects end up in log lines and tracebacks.
     slack_webhook_url: str | None = field(default=None, repr=False)
     slack_bot_token: str | None = field(default=None, repr=False)

@@ -20,6 +20,7 @@ carries the same idempotency key as the first copy.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +31,9 @@ from sqlalchemy import Connection, Engine, and_, exists, select, update
 from sqlalchemy.orm import aliased
 
 from collector.alerting.abc import Notifier, OutgoingMessage, Receipt
+from collector.alerting.channel_health import close_channel_alert, open_channel_alert
 from collector.alerting.errors import PermanentSendError, RetryableSendError
+from collector.alerting.grouping import GROUP_KIND, group_key, group_payload, ready_groups
 from collector.alerting.silencing import (
     DROPPED_NOTE,
     covering_silence,
@@ -46,6 +49,11 @@ logger = logging.getLogger(__name__)
 
 outbox = notification_outbox
 
+# Fault injection for tests/alerting/test_crash.py, read once at start: with
+# DEALERPULSE_FAILPOINT=notification-sent the process dies (exit 137, as if killed)
+# right after a successful send, before it is recorded. Unset: no effect.
+_FAILPOINT = os.environ.get("DEALERPULSE_FAILPOINT", "")
+
 
 @dataclass(frozen=True, slots=True)
 class DispatchPolicy:
@@ -57,6 +65,9 @@ class DispatchPolicy:
     batch_size: int = 50
     # A row held by a silence is looked at again at least this often (a silence may be deleted).
     silence_recheck_s: float = 60.0
+    # A dealer's first notification waits this long for others to go out as one message.
+    # 0 for a bare Dispatcher; the collector passes alert_group_wait_s (default 30 s).
+    group_wait_s: float = 0.0
 
     def backoff_s(self, attempts: int, retry_after_s: float | None) -> float:
         """Delay before attempt ``attempts + 1``; a server's Retry-After always wins if longer."""
@@ -115,16 +126,20 @@ class Dispatcher:
 
     def run_once(self) -> DispatchReport:
         tally = _Tally()
-        for row in self._claim():
-            tally.add(self._deliver(row))
+        for group in self._claim():
+            for outcome in self._deliver_group(group):
+                tally.add(outcome)
         return tally.report()
 
     # ---- claiming
 
-    def _claim(self) -> list[_Claimed]:
+    def _claim(self) -> list[list[_Claimed]]:
+        """Claim the due rows whose (dealer, channel) group may go now, grouped."""
         now = self._clock.now()
         with translated_errors("claiming notifications"), self._writing() as connection:
-            rows = connection.execute(self._due_query(connection, now)).all()
+            due = connection.execute(self._due_query(connection, now)).all()
+            groups = ready_groups(due, now, self._policy.group_wait_s)
+            rows = [row for group in groups for row in group]
             if not rows:
                 return []
             connection.execute(
@@ -136,17 +151,20 @@ class Dispatcher:
                 )
             )
         return [
-            _Claimed(
-                row.id,
-                row.episode_id,
-                row.channel,
-                row.kind,
-                row.idempotency_key,
-                row.payload,
-                row.attempts,
-                row.last_error,
-            )
-            for row in rows
+            [
+                _Claimed(
+                    row.id,
+                    row.episode_id,
+                    row.channel,
+                    row.kind,
+                    row.idempotency_key,
+                    row.payload,
+                    row.attempts,
+                    row.last_error,
+                )
+                for row in group
+            ]
+            for group in groups
         ]
 
     def _due_query(self, connection: Connection, now: datetime) -> Any:
@@ -169,17 +187,60 @@ class Dispatcher:
 
     # ---- delivering
 
-    def _deliver(self, row: _Claimed) -> str:
-        notifier = self._notifiers.get(row.channel)
+    def _deliver_group(self, group: list[_Claimed]) -> list[str]:
+        """Send one (dealer, channel) group: one row as itself, several as one message."""
+        notifier = self._notifiers.get(group[0].channel)
         if notifier is None:
             known = ", ".join(sorted(self._notifiers)) or "none"
-            self._record_failure(
-                row, f"no notifier configured for channel {row.channel!r} ({known})"
-            )
-            return "failed"
-        silenced = self._apply_silences(row)
-        if silenced is not None:
-            return silenced
+            for row in group:
+                self._record_failure(
+                    row, f"no notifier configured for channel {row.channel!r} ({known})"
+                )
+            return ["failed"] * len(group)
+        outcomes: list[str] = []
+        sendable: list[_Claimed] = []
+        for row in group:
+            silenced = self._apply_silences(row)
+            if silenced is None:
+                sendable.append(row)
+            else:
+                outcomes.append(silenced)
+        if len(sendable) == 1:
+            outcomes.append(self._deliver(sendable[0], notifier))
+        elif sendable:
+            outcomes.extend(self._deliver_many(sendable, notifier))
+        return outcomes
+
+    def _deliver_many(self, rows: list[_Claimed], notifier: Notifier) -> list[str]:
+        payload = group_payload(rows)
+        message = OutgoingMessage(group_key(payload["keys"]), GROUP_KIND, payload)
+        count = len(rows)
+        if any(row.earlier_attempts > 0 for row in rows):
+            found = notifier.find_sent(message)
+            if found is not None:
+                logger.info("notification group %s had arrived already", message.idempotency_key)
+                for row in rows:
+                    self._record_sent(row, found)
+                return ["found_sent"] * count
+        try:
+            receipt = notifier.send(message)
+        except RetryableSendError as error:
+            return [self._record_retry(row, str(error), error.retry_after_s) for row in rows]
+        except PermanentSendError as error:
+            for row in rows:
+                self._record_failure(row, str(error), permanent=True)
+            return ["failed"] * count
+        except Exception as error:  # a notifier bug must not stop the other rows
+            logger.exception("notifier for channel %s failed unexpectedly", rows[0].channel)
+            text = f"unexpected {type(error).__name__}: {error}"
+            return [self._record_retry(row, text, None) for row in rows]
+        if _FAILPOINT == "notification-sent":
+            os._exit(137)
+        for row in rows:
+            self._record_sent(row, receipt)
+        return ["sent"] * count
+
+    def _deliver(self, row: _Claimed, notifier: Notifier) -> str:
         message = OutgoingMessage(row.key, row.kind, row.payload, self._thread_ref(row))
         if row.earlier_attempts > 0:
             found = notifier.find_sent(message)
@@ -192,11 +253,13 @@ class Dispatcher:
         except RetryableSendError as error:
             return self._record_retry(row, str(error), error.retry_after_s)
         except PermanentSendError as error:
-            self._record_failure(row, str(error))
+            self._record_failure(row, str(error), permanent=True)
             return "failed"
         except Exception as error:  # a notifier bug must not stop the other rows
             logger.exception("notifier for channel %s failed unexpectedly", row.channel)
             return self._record_retry(row, f"unexpected {type(error).__name__}: {error}", None)
+        if _FAILPOINT == "notification-sent":
+            os._exit(137)
         self._record_sent(row, receipt)
         return "sent"
 
@@ -252,9 +315,15 @@ class Dispatcher:
             return connection.scalar(query)
 
     def _record_sent(self, row: _Claimed, receipt: Receipt) -> None:
-        self._update(
-            row, status="sent", sent_at=self._clock.now(), receipt=receipt.ref, last_error=None
-        )
+        now = self._clock.now()
+        with translated_errors("recording a notification"), self._writing() as connection:
+            connection.execute(
+                self._row_update(
+                    row, status="sent", sent_at=now, receipt=receipt.ref, last_error=None
+                )
+            )
+            # A success ends the channel's own failing alert, in the same transaction.
+            close_channel_alert(connection, row.channel, now)
 
     def _record_retry(self, row: _Claimed, error: str, retry_after_s: float | None) -> str:
         attempts = row.earlier_attempts + 1
@@ -274,18 +343,26 @@ class Dispatcher:
         self._update(row, next_attempt_at=next_attempt, last_error=error)
         return "retrying"
 
-    def _record_failure(self, row: _Claimed, error: str) -> None:
+    def _record_failure(self, row: _Claimed, error: str, *, permanent: bool = False) -> None:
+        """Record a row as failed; a channel's refusal (``permanent``) raises its own alert."""
         logger.error("notification %s to %s failed for good: %s", row.key, row.channel, error)
-        self._update(row, status="failed", last_error=error)
+        others = sorted(name for name in self._notifiers if name != row.channel)
+        with translated_errors("recording a notification"), self._writing() as connection:
+            connection.execute(self._row_update(row, status="failed", last_error=error))
+            if permanent:
+                open_channel_alert(connection, row.channel, error, others, self._clock.now())
 
     def _update(self, row: _Claimed, **values: Any) -> None:
-        statement = (
+        with translated_errors("recording a notification"), self._writing() as connection:
+            connection.execute(self._row_update(row, **values))
+
+    @staticmethod
+    def _row_update(row: _Claimed, **values: Any) -> Any:
+        return (
             update(outbox)
             .where(outbox.c.id == row.id, outbox.c.status == "pending")
             .values(**values)
         )
-        with translated_errors("recording a notification"), self._writing() as connection:
-            connection.execute(statement)
 
     def _writing(self) -> AbstractContextManager[Connection]:
         return _write_transaction(self._engine)

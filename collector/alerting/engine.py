@@ -15,6 +15,7 @@ outbox's unique idempotency key rejects any repeat of a notification.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,8 @@ from collector.alerting.evaluate import (
     Phase,
     evaluate,
 )
+from collector.alerting.followup import write_follow_ups
+from collector.alerting.policy import FollowUpPolicy
 from collector.alerting.queries import Subject, agent_silence, observe
 from collector.alerting.repository import load_rules
 from collector.alerting.rules import Rule, RuleKind, Severity
@@ -46,6 +49,11 @@ logger = logging.getLogger(__name__)
 # Any constant works; this one spells "dpalerts" in ASCII.
 _TICK_LOCK_KEY = 0x6470616C65727473
 
+# Fault injection for tests/alerting/test_crash.py, read once at start: with
+# DEALERPULSE_FAILPOINT=alert-committed the process dies (exit 137, as if killed)
+# right after a tick committed notifications, before any is sent. Unset: no effect.
+_FAILPOINT = os.environ.get("DEALERPULSE_FAILPOINT", "")
+
 
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
@@ -54,6 +62,8 @@ class EngineSettings:
     flap: FlapPolicy = field(default_factory=FlapPolicy)
     # Base of the links in notifications, e.g. https://pulse.example.com
     dashboard_url: str = ""
+    # Repeats and escalation of open critical episodes.
+    follow_up: FollowUpPolicy = field(default_factory=FollowUpPolicy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +102,18 @@ class AlertEngine:
                     )
                 now = self._clock.now()
                 totals = TickReport()
-                for rule in load_rules(connection):
+                rules = load_rules(connection)
+                for rule in rules:
                     try:
                         totals = _add(totals, self._evaluate_rule(connection, rule, now))
                     except RuleError as error:
                         # Raised before any statement of the rule ran: one bad rule
                         # must not stop the others.
                         logger.error("alert rule %r skipped: %s", rule.name, error)
+                follow_ups = self._follow_up(connection, rules, now)
+                totals = _add(totals, TickReport(notifications=follow_ups))
+        if totals.notifications and _FAILPOINT == "alert-committed":
+            os._exit(137)
         if totals.opened or totals.closed:
             logger.info(
                 "alert tick: %s opened, %s closed, %s notifications",
@@ -107,6 +122,21 @@ class AlertEngine:
                 totals.notifications,
             )
         return totals
+
+    def _follow_up(self, connection: Connection, rules: list[Rule], now: datetime) -> int:
+        by_id = {rule.id: rule for rule in rules if rule.id is not None}
+
+        def make_payload(row: Any, kind: str, at: datetime) -> dict[str, Any] | None:
+            rule = by_id.get(row.rule_id)
+            if rule is None:
+                return None
+            subject = Subject(row.dealer_id, row.agent_id, labels_from_json(row.labels or {}))
+            severity = Severity(row.severity)
+            notice = Notice(NoticeKind(kind), severity, row.value, row.threshold, at)
+            return _payload(rule, subject, row.id, notice, row.started_at, self._settings)
+
+        channels = {rule_id: rule.channels for rule_id, rule in by_id.items()}
+        return write_follow_ups(connection, channels, self._settings.follow_up, now, make_payload)
 
     def _evaluate_rule(self, connection: Connection, rule: Rule, now: datetime) -> TickReport:
         if rule.id is None:

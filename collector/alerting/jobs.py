@@ -29,7 +29,7 @@ from sqlalchemy import Engine, text
 
 from collector.abc import StoreError
 from collector.alerting.abc import Notifier
-from collector.alerting.dispatch import Dispatcher, DispatchReport
+from collector.alerting.dispatch import Dispatcher, DispatchPolicy, DispatchReport
 from collector.alerting.engine import AlertEngine, EngineSettings, TickReport
 from collector.alerting.repository import sync_builtin_rules
 from collector.alerting.rules import Rule
@@ -49,6 +49,8 @@ DISPATCH_JOB = "notification-dispatch"
 class JobSettings:
     alert_interval_s: float = 15.0
     dispatch_interval_s: float = 3.0
+    # A dealer's first notification waits this long for others to go out as one message.
+    group_wait_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,12 @@ class AlertJobs:
         self._engine_settings = engine_settings
         self._notifiers = dict(notifiers)
         self._alert_engine: AlertEngine | None = None
-        self._dispatcher = Dispatcher(engine, self._notifiers, clock)
+        self._dispatcher = Dispatcher(
+            engine,
+            self._notifiers,
+            clock,
+            DispatchPolicy(group_wait_s=self._settings.group_wait_s),
+        )
         self._scheduler: AsyncIOScheduler | None = None
         self._stats = JobStats()
         # Held while a job runs: stop() waits for them before the store closes.

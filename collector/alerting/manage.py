@@ -19,8 +19,16 @@ from sqlalchemy import Connection, Engine, delete, or_, select, update
 from collector.alerting.errors import AlertingError
 from collector.alerting.repository import insert_rule, load_rules, rule_from_row, rule_row
 from collector.alerting.rules import Rule, validate_rule
+from collector.store.dialect import insert_ignoring_conflicts
 from collector.store.engine import WRITE_OPTION, translated_errors
-from collector.store.schema import alert_rules, alert_states, silences, system_alerts
+from collector.store.schema import (
+    alert_rules,
+    alert_states,
+    notification_outbox,
+    silences,
+    system_alerts,
+)
+from dealerpulse.clock import to_unix_ms
 from dealerpulse.model import Labels
 
 MAX_ALERTS = 1000
@@ -219,8 +227,12 @@ def acknowledge_alert(engine: Engine, alert_id: int, by: str, now: datetime) -> 
     return get_alert(engine, alert_id)
 
 
-def resolve_alert(engine: Engine, alert_id: int, now: datetime) -> Episode:
-    """Close the episode by hand; its subject starts over from ok at the next tick."""
+def resolve_alert(engine: Engine, alert_id: int, now: datetime, by: str = "") -> Episode:
+    """Close the episode by hand; its subject starts over from ok at the next tick.
+
+    Every channel that was sent (or is to be sent) the episode's firing gets a
+    "resolved" notice saying who resolved it, written in the same transaction.
+    """
     with _writing(engine, "resolving an alert") as connection:
         done = connection.execute(
             update(system_alerts)
@@ -229,7 +241,44 @@ def resolve_alert(engine: Engine, alert_id: int, now: datetime) -> Episode:
         )
         if done.rowcount:
             connection.execute(delete(alert_states).where(alert_states.c.episode_id == alert_id))
+            _enqueue_manual_resolved(connection, alert_id, by, now)
     return get_alert(engine, alert_id)
+
+
+def _enqueue_manual_resolved(connection: Connection, alert_id: int, by: str, now: datetime) -> None:
+    firings = connection.execute(
+        select(notification_outbox.c.channel, notification_outbox.c.payload)
+        .where(
+            notification_outbox.c.episode_id == alert_id,
+            notification_outbox.c.kind == "firing",
+            notification_outbox.c.status != "failed",
+        )
+        .order_by(notification_outbox.c.id)
+    ).all()
+    who = by or "someone"
+    for channel, firing_payload in firings:
+        payload = dict(firing_payload) | {
+            "kind": "resolved",
+            "resolved": True,
+            "manual": True,
+            "resolved_by": by,
+            "at": now.isoformat(),
+            "message": f"{firing_payload.get('message', '')} (resolved by hand by {who})",
+        }
+        key = f"dp-{alert_id}-resolved-{to_unix_ms(now)}-{channel}"
+        connection.execute(
+            insert_ignoring_conflicts(connection, notification_outbox),
+            {
+                "episode_id": alert_id,
+                "channel": channel,
+                "kind": "resolved",
+                "idempotency_key": key,
+                "payload": payload,
+                "created_at": now,
+                "next_attempt_at": now,
+                "status": "pending",
+            },
+        )
 
 
 def _episode(row: Any) -> Episode:

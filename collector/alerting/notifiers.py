@@ -21,7 +21,7 @@ from slack_sdk.webhook import WebhookClient
 
 from collector.alerting.abc import Notifier, OutgoingMessage, Receipt
 from collector.alerting.errors import PermanentSendError, RetryableSendError, SendError
-from collector.alerting.render import headline, render
+from collector.alerting.render import GROUP_KIND, group_lines, headline, render
 
 logger = logging.getLogger(__name__)
 
@@ -132,23 +132,35 @@ class SlackNotifier(Notifier):
         except (SlackApiError, SlackClientError, OSError, ValueError) as error:
             logger.warning("could not read the Slack history to check a resend: %s", error)
             return None
+        wanted = _keys(message)
         for posted in history.get("messages") or []:
             metadata = posted.get("metadata") or {}
             payload = metadata.get("event_payload") or {}
-            if payload.get("idempotency_key") == message.idempotency_key:
+            carried = {payload.get("idempotency_key"), *(payload.get("keys") or [])}
+            # A group message carries each alert's key: any one of them means it arrived.
+            if wanted & carried:
                 return Receipt(posted.get("ts"))
         return None
 
 
+def _keys(message: OutgoingMessage) -> set[str]:
+    return {message.idempotency_key, *(message.payload.get("keys") or [])}
+
+
 def _metadata(message: OutgoingMessage) -> dict[str, Any]:
-    return {
-        "event_type": METADATA_EVENT,
-        "event_payload": {"idempotency_key": message.idempotency_key},
-    }
+    event: dict[str, Any] = {"idempotency_key": message.idempotency_key}
+    if message.kind == GROUP_KIND:
+        event["keys"] = list(message.payload.get("keys") or [])
+    return {"event_type": METADATA_EVENT, "event_payload": event}
 
 
 def _slack_text(message: OutgoingMessage) -> str:
     payload = message.payload
+    if message.kind == GROUP_KIND:
+        lines = [headline(payload), *(f"• {line}" for line in group_lines(payload))]
+        if payload.get("dashboard_url"):
+            lines.append(f"<{payload['dashboard_url']}|dashboard>")
+        return "\n".join(lines)
     lines = [headline(payload), str(payload.get("message", ""))]
     if payload.get("since"):
         lines.append(f"since {payload['since']}")

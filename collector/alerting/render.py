@@ -27,6 +27,7 @@ _HEADLINES = {
     "repeat": "STILL FIRING",
     "flapping": "FLAPPING (further changes muted until it settles)",
 }
+GROUP_KIND = "group"
 _COLOURS = {"critical": "#c0392b", "warning": "#d68910"}
 
 
@@ -39,12 +40,26 @@ class Rendered:
 
 def headline(payload: Mapping[str, Any]) -> str:
     """'[FIRING] critical: cpu hot on acme-motors/agent-1 (97.2 > 95)'."""
+    if payload.get("kind") == GROUP_KIND:
+        return f"[{payload.get('count')} ALERTS] dealer {payload.get('dealer_id') or '-'}"
     state = _HEADLINES.get(str(payload.get("kind")), str(payload.get("kind")).upper())
+    if payload.get("manual"):
+        state += " BY HAND"
     severity = f" {payload['severity']}" if payload.get("severity") else ""
+    if payload.get("dealer_id") is None and payload.get("agent_id") is None:
+        # An alert about DealerPulse itself (a failing channel): no dealer, no figures.
+        labels = payload.get("labels") or {}
+        where = ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "dealerpulse"
+        return f"[{state}]{severity}: {payload.get('rule')} on {where}"
     where = f"{payload.get('dealer_id')}/{payload.get('agent_id')}"
     figures = f"{_number(payload.get('value'))} {payload.get('comparator')} "
     figures += _number(payload.get("threshold"))
     return f"[{state}]{severity}: {payload.get('rule')} on {where} ({figures})"
+
+
+def group_lines(payload: Mapping[str, Any]) -> list[str]:
+    """One line per alert of a group message."""
+    return [headline(alert) for alert in payload.get("alerts") or []]
 
 
 def render(payload: Mapping[str, Any], key: str, template: str = DEFAULT_TEMPLATE) -> Rendered:
@@ -56,6 +71,9 @@ def render(payload: Mapping[str, Any], key: str, template: str = DEFAULT_TEMPLAT
         "threshold": _number(payload.get("threshold")),
         "colour": _COLOURS.get(str(payload.get("severity")), "#1e8449"),
     }
+    if payload.get("kind") == GROUP_KIND:
+        template = f"{template}-group"
+        context["lines"] = group_lines(payload)
     return Rendered(
         subject=headline(payload),
         text=_environment.get_template(f"{template}.txt.j2").render(context),

@@ -220,7 +220,8 @@ class AlertsService(alerts_pb2_grpc.AlertsServicer):
     async def ResolveAlert(self, request: pb.ResolveAlertRequest, context: Any) -> pb.Alert:
         async def work(caller: Caller) -> pb.Alert:
             await self._own_alert(caller, request.id)
-            episode = await self._db_call(manage.resolve_alert, request.id, self._clock.now())
+            by = caller.name
+            episode = await self._db_call(manage.resolve_alert, request.id, self._clock.now(), by)
             logger.info("alert %s resolved by hand by %s", request.id, caller.name)
             return alert_to_proto(episode)
 

@@ -201,11 +201,14 @@ def test_a_crash_around_the_send_neither_loses_nor_repeats(
 class CountingNotifier(Notifier):
     def __init__(self) -> None:
         self.keys: list[str] = []
+        self.messages = 0
         self.lock = threading.Lock()
 
     def send(self, message: OutgoingMessage) -> Receipt:
         with self.lock:
-            self.keys.append(message.idempotency_key)
+            # A group message stands for each of its rows.
+            self.keys.extend(message.payload.get("keys") or [message.idempotency_key])
+            self.messages += 1
         return Receipt()
 
 
