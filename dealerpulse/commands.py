@@ -102,6 +102,12 @@ def all_commands() -> list[Command | tuple[str, str, list[Command]]]:
             extra=_status_args,
         ),
         ("alerts", "alert rules, alerts and silences of a collector", alert_commands()),
+        Command(
+            "admin-token",
+            "issue an admin token (rules for every dealer) and print it once",
+            [DB_OPTION],
+            admin_token,
+        ),
     ]
 
 
@@ -227,6 +233,20 @@ def _dealer_add_args(parser: argparse.ArgumentParser) -> None:
 
 def _json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def admin_token(args: argparse.Namespace, settings: dict[str, Any]) -> int:
+    from dealerpulse import tokens
+
+    store = _open_store(settings)
+    try:
+        token = tokens.new_admin_token()
+        store.add_token(None, tokens.hash_token(token), datetime.now(UTC), role="admin")
+    finally:
+        store.close()
+    out(f"admin token: {token}")
+    out("Keep the token now: it is shown once and only its hash is stored.")
+    return 0
 
 
 def dealer_add(args: argparse.Namespace, settings: dict[str, Any]) -> int:

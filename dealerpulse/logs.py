@@ -7,6 +7,7 @@ import re
 
 # Matches dealer tokens (dealerpulse.tokens) wherever they might slip into a message.
 _TOKEN_RE = re.compile(r"dp1\.([a-z0-9-]+)\.[A-Za-z0-9_-]+")
+_ADMIN_TOKEN_RE = re.compile(r"dp1-admin\.[A-Za-z0-9_-]+")
 
 
 class RedactTokens(logging.Filter):
@@ -14,13 +15,14 @@ class RedactTokens(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "dp1." in message:
-            record.msg = _TOKEN_RE.sub(r"dp1.\1.***", message)
+        if "dp1" in message:
+            record.msg = scrub(message)
             record.args = None
         return True
 
 
 def scrub(text: str) -> str:
+    text = _ADMIN_TOKEN_RE.sub("dp1-admin.***", text)
     return _TOKEN_RE.sub(r"dp1.\1.***", text)
 
 

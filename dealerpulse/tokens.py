@@ -50,6 +50,17 @@ def new_token(dealer_id: str) -> str:
     return f"{PREFIX}.{dealer_id}.{secrets.token_urlsafe(32)}"
 
 
+ADMIN_PREFIX = "dp1-admin"
+
+
+def new_admin_token() -> str:
+    """A token for admin operations (rules for every dealer, dealer management).
+
+    It names no dealer, so it can never write metrics through Ingest.
+    """
+    return f"{ADMIN_PREFIX}.{secrets.token_urlsafe(32)}"
+
+
 def parse_token(token: str) -> ParsedToken:
     parts = token.strip().split(".", 2)
     if len(parts) != 3 or parts[0] != PREFIX or not parts[2]:

@@ -10,7 +10,17 @@ import pytest
 from dealerpulse import tokens
 from dealerpulse.cli import main
 
-SUBCOMMANDS = [["up"], ["collector"], ["agent"], ["dealer", "add"], ["dealer", "list"], ["status"]]
+SUBCOMMANDS = [
+    ["up"],
+    ["collector"],
+    ["agent"],
+    ["dealer", "add"],
+    ["dealer", "list"],
+    ["status"],
+    ["alerts", "rules"],
+    ["alerts", "list"],
+    ["admin-token"],
+]
 
 
 @pytest.mark.parametrize("words", SUBCOMMANDS, ids=" ".join)
@@ -111,3 +121,22 @@ def test_shipped_systemd_unit_runs_a_valid_agent_command() -> None:
     assert argv[0].endswith("/dealerpulse")
     args = build_parser().parse_args(argv[1:])
     assert args.command == "agent"
+
+
+def test_admin_token_is_printed_once_and_stored_hashed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from collector.store import open_store
+
+    db = f"sqlite:///{tmp_path / 'dp.db'}"
+    assert main(["admin-token", "--db", db]) == 0
+    found = re.search(r"admin token:\s+(\S+)", capsys.readouterr().out)
+    assert found is not None
+    store = open_store(db)
+    try:
+        assert store.admin_token_hashes() == [tokens.hash_token(found.group(1))]
+    finally:
+        store.close()
+    from dealerpulse import logs
+
+    assert found.group(1) not in logs.scrub(f"oops {found.group(1)}")
