@@ -7,13 +7,20 @@ Metrics come from series + samples; the API health figures from api_performance:
 - ``api.requests_per_s``: requests over the window.
 
 Label matchers ``endpoint`` and ``method`` select api_performance rows.
+
+The ``health.*`` figures (:data:`collector.alerting.rules.HEALTH_FIGURES`) are
+computed by :func:`collector.health.dealer_health`, the function the health
+API uses, over ``[now - window, now)``: one value per dealer (agent_id ""),
+or per endpoint when the rule matches ``route``/``endpoint``/``method``. A
+dealer without the data a figure needs (no traffic, no probe, too few
+liveness samples) has no value, so such a rule does not fire on missing data.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -21,12 +28,16 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, func, select
 
+from collector.abc import LatestSample, StoredSample
 from collector.alerting.errors import RuleError
-from collector.alerting.rules import Aggregation, Rule
-from collector.store.schema import agents, api_performance, samples, series
+from collector.alerting.rules import HEALTH_PREFIX, Aggregation, Rule, check_health_rule
+from collector.health import PROBE_SOURCE, DealerHealth, dealer_health, health_range
+from collector.store import reads
+from collector.store.records import EndpointRecord
+from collector.store.schema import agents, api_performance, dealers, samples, series
 from collector.store.series import labels_from_json
 from dealerpulse.clock import to_unix_ms
-from dealerpulse.model import Labels
+from dealerpulse.model import EndpointStat, Labels
 
 HEALTH_METRICS = ("api.response_time_ms", "api.error_rate_percent", "api.requests_per_s")
 _API_LABELS = {"endpoint": api_performance.c.endpoint, "method": api_performance.c.method}
@@ -45,6 +56,8 @@ def observe(connection: Connection, rule: Rule, now: datetime) -> dict[Subject, 
     """The rule's aggregate over its window ending at ``now``, per subject with data."""
     if rule.condition.metric in HEALTH_METRICS:
         return _api_health(connection, rule, now)
+    if rule.condition.metric.startswith(HEALTH_PREFIX):
+        return _health_figures(connection, rule, now)
     return _sample_aggregates(connection, rule, now)
 
 
@@ -171,3 +184,71 @@ def _api_health(connection: Connection, rule: Rule, now: datetime) -> dict[Subje
         for dealer, agent, value in connection.execute(query)
         if value is not None
     }
+
+
+def _traffic_seen(health: DealerHealth) -> bool:
+    return any(endpoint.source != PROBE_SOURCE for endpoint in health.endpoints)
+
+
+# None: the dealer lacks the data for the figure. Throughput is 0 for an idle
+# API, but unknown when no endpoint statistics came at all.
+_FIGURES: dict[str, Callable[[DealerHealth], float | None]] = {
+    "health.response_time_avg_ms": lambda health: health.avg_ms,
+    "health.response_time_p50_ms": lambda health: health.p50_ms,
+    "health.response_time_p95_ms": lambda health: health.p95_ms,
+    "health.response_time_p99_ms": lambda health: health.p99_ms,
+    "health.error_rate_percent": lambda health: health.error_rate_percent,
+    "health.throughput_rpm": lambda health: (
+        health.throughput_per_min if _traffic_seen(health) else None
+    ),
+    "health.uptime_percent": lambda health: health.uptime_percent,
+}
+
+
+def _health_figures(connection: Connection, rule: Rule, now: datetime) -> dict[Subject, float]:
+    check_health_rule(rule)
+    figure = _FIGURES[rule.condition.metric]
+    start, end = health_range(now, rule.condition.window_s)
+    reader = _HealthReader(connection, rule.label_matchers)
+    dealer_ids = select(dealers.c.dealer_id).order_by(dealers.c.dealer_id)
+    if rule.dealer_id is not None:
+        dealer_ids = dealer_ids.where(dealers.c.dealer_id == rule.dealer_id)
+    observed: dict[Subject, float] = {}
+    for dealer_id in connection.scalars(dealer_ids):
+        value = figure(dealer_health(reader, dealer_id, start, end))
+        if value is not None:
+            observed[Subject(dealer_id, "", rule.label_matchers)] = float(value)
+    return observed
+
+
+class _HealthReader:
+    """collector.health.HealthStore over the tick's connection, seeing the rule's endpoints."""
+
+    def __init__(self, connection: Connection, matchers: Labels) -> None:
+        self._connection = connection
+        self._matchers = matchers
+
+    def query_endpoint_stats(
+        self, dealer_id: str, start: datetime, end: datetime, agent_id: str | None = None
+    ) -> list[EndpointRecord]:
+        records = reads.endpoint_stats(self._connection, dealer_id, start, end, agent_id)
+        return [record for record in records if self._selects(record.stat)]
+
+    def query_samples(
+        self, dealer_id: str, name: str, start: datetime, end: datetime, agent_id: str | None = None
+    ) -> list[StoredSample]:
+        # An endpoint's uptime comes from its probe alone: that the agent was
+        # alive says nothing about one endpoint.
+        if self._matchers:
+            return []
+        return reads.query_samples(self._connection, dealer_id, name, start, end, agent_id)
+
+    def latest_samples(
+        self, dealer_id: str | None = None, names: Sequence[str] | None = None
+    ) -> list[LatestSample]:
+        # Only the resource status uses these, and no health.* figure is one.
+        return []
+
+    def _selects(self, stat: EndpointStat) -> bool:
+        fields = {"route": stat.route, "endpoint": stat.route, "method": stat.method}
+        return all(fields.get(key) == value for key, value in self._matchers)

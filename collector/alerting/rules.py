@@ -21,6 +21,24 @@ from dealerpulse.model import Labels
 MAX_NAME_LENGTH = 200
 _METRIC_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
 
+# The dealer health figures of collector.health a rule can watch, per dealer
+# (per endpoint with a ``route`` matcher). Each is computed once over the
+# rule's whole window (merged latency sketches for the percentiles), so it is
+# already the window's aggregate: the one aggregation they take is ``avg``,
+# read as "the figure over the window". The percentile is in the name.
+HEALTH_FIGURES: Mapping[str, str] = {
+    "health.response_time_avg_ms": "average response time (ms)",
+    "health.response_time_p50_ms": "median response time (ms)",
+    "health.response_time_p95_ms": "95th percentile response time (ms)",
+    "health.response_time_p99_ms": "99th percentile response time (ms)",
+    "health.error_rate_percent": "server errors per request (%)",
+    "health.throughput_rpm": "requests per minute",
+    "health.uptime_percent": "uptime (%): probe checks passed, else agent liveness",
+}
+HEALTH_PREFIX = "health."
+# ``endpoint`` is the api.* rules' name for the route; both are accepted.
+HEALTH_LABELS = ("route", "endpoint", "method")
+
 
 class Aggregation(StrEnum):
     AVG = "avg"
@@ -189,6 +207,8 @@ def validate_rule(rule: Rule) -> Rule:
     if isinstance(rule.for_s, bool) or not isinstance(rule.for_s, int) or rule.for_s < 0:
         raise RuleError(f"for_s: must be a whole number of seconds >= 0, got {rule.for_s!r}")
     condition.thresholds.validate(condition.comparator)
+    if condition.metric.startswith(HEALTH_PREFIX):
+        check_health_rule(rule)
     for channel in rule.channels:
         if not channel.strip():
             raise RuleError("channels: a channel name must not be empty")
@@ -198,6 +218,24 @@ def validate_rule(rule: Rule) -> Rule:
         if not key or not isinstance(value, str):
             raise RuleError(f"label_matchers: bad pair {key!r}={value!r}")
     return rule
+
+
+def check_health_rule(rule: Rule) -> None:
+    """Raise RuleError unless a health.* rule names a known figure, avg, and route/method."""
+    metric = rule.condition.metric
+    if metric not in HEALTH_FIGURES:
+        known = ", ".join(HEALTH_FIGURES)
+        raise RuleError(f"metric: {metric!r} is not a health figure; known: {known}")
+    aggregation = rule.condition.aggregation
+    if aggregation is not Aggregation.AVG:
+        raise RuleError(
+            f"aggregation: {metric} is one figure over the whole window, so it takes avg, "
+            f"not {aggregation.value}"
+        )
+    for key, _ in rule.label_matchers:
+        if key not in HEALTH_LABELS:
+            names = ", ".join(HEALTH_LABELS)
+            raise RuleError(f"label_matchers: {metric} can match {names}, not {key!r}")
 
 
 def _positive_whole(name: str, value: Any) -> None:
@@ -357,6 +395,7 @@ def builtin_rules_from_env(
 
 __all__ = [
     "ALERT_OPTIONS",
+    "HEALTH_FIGURES",
     "Aggregation",
     "Comparator",
     "Condition",
@@ -367,5 +406,6 @@ __all__ = [
     "Thresholds",
     "builtin_rules",
     "builtin_rules_from_env",
+    "check_health_rule",
     "validate_rule",
 ]
