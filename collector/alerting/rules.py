@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -313,28 +313,71 @@ DEFAULT_FOR_S = 60
 _RECOVERY_FRACTION = 0.9
 
 
+# The seed's alert types: metric, default severity, aggregation over the window.
+SEED_ALERT_TYPES: Mapping[str, tuple[str, Severity, Aggregation]] = {
+    "response_time": ("api.response_time_ms", Severity.WARNING, Aggregation.AVG),
+    "error_rate": ("api.error_rate_percent", Severity.CRITICAL, Aggregation.AVG),
+    "cpu": ("cpu.percent", Severity.WARNING, Aggregation.AVG),
+    "memory": ("memory.percent", Severity.CRITICAL, Aggregation.AVG),
+    "disk": ("disk.used_percent", Severity.CRITICAL, Aggregation.MAX),
+}
+# The settings key of each seed alert type's default level.
+_SEED_SETTING = {
+    "response_time": "alert_threshold_response_time",
+    "error_rate": "alert_threshold_error_rate",
+    "cpu": "alert_threshold_cpu",
+    "memory": "alert_threshold_memory",
+    "disk": "alert_threshold_disk",
+}
+
+
+def _above(
+    alert_type: str, level: float, name: str, channels: tuple[str, ...], builtin: bool
+) -> Rule:
+    """A rule that fires when the seed alert type's metric goes above ``level``."""
+    metric, severity, aggregation = SEED_ALERT_TYPES[alert_type]
+    recovery = level * _RECOVERY_FRACTION
+    thresholds = (
+        Thresholds(critical=level, critical_recovery=recovery)
+        if severity is Severity.CRITICAL
+        else Thresholds(warning=level, warning_recovery=recovery)
+    )
+    condition = Condition(metric, aggregation, DEFAULT_WINDOW_S, Comparator.GT, thresholds)
+    return Rule(
+        name=name,
+        condition=condition,
+        for_s=DEFAULT_FOR_S,
+        channels=channels,
+        alert_type=alert_type,
+        builtin=builtin,
+    )
+
+
+def rule_from_seed_request(
+    alert_type: str, threshold: float, dealer_id: str, channels: tuple[str, ...] = ()
+) -> Rule:
+    """The seed's ``POST /api/ai/performance-alerts {alertType, threshold, dealerId}`` as a rule.
+
+    ``alertType`` is one of :data:`SEED_ALERT_TYPES` (camelCase accepted); the rule
+    has the built-in's metric, severity, window and pending time, for one dealer.
+    """
+    key = re.sub(r"(?<!^)(?=[A-Z])", "_", alert_type.strip()).lower()
+    if key not in SEED_ALERT_TYPES:
+        raise RuleError(
+            f"alertType: {alert_type!r} is not one of {', '.join(sorted(SEED_ALERT_TYPES))}"
+        )
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise RuleError(f"threshold: must be a number, got {threshold!r}")
+    if not math.isfinite(threshold) or threshold <= 0:
+        raise RuleError(f"threshold: must be a positive number, got {threshold!r}")
+    if not dealer_id:
+        raise RuleError("dealerId: required")
+    rule = _above(key, float(threshold), f"{key} > {threshold:g} ({dealer_id})", channels, False)
+    return validate_rule(replace(rule, dealer_id=dealer_id))
+
+
 def builtin_rules(settings: Mapping[str, Any], channels: tuple[str, ...] = ()) -> tuple[Rule, ...]:
     """The seed's default rules from resolved :data:`ALERT_OPTIONS` values."""
-
-    def above(
-        name: str, metric: str, severity: Severity, level: float, aggregation: Aggregation
-    ) -> Rule:
-        recovery = level * _RECOVERY_FRACTION
-        thresholds = (
-            Thresholds(critical=level, critical_recovery=recovery)
-            if severity is Severity.CRITICAL
-            else Thresholds(warning=level, warning_recovery=recovery)
-        )
-        condition = Condition(metric, aggregation, DEFAULT_WINDOW_S, Comparator.GT, thresholds)
-        return Rule(
-            name=f"builtin:{name}",
-            condition=condition,
-            for_s=DEFAULT_FOR_S,
-            channels=channels,
-            alert_type=name,
-            builtin=True,
-        )
-
     silence = Condition(
         "agent.silence_s",
         Aggregation.MAX,
@@ -343,36 +386,9 @@ def builtin_rules(settings: Mapping[str, Any], channels: tuple[str, ...] = ()) -
         Thresholds(critical=float(settings["alert_agent_silence_s"])),
     )
     rules = (
-        above(
-            "response_time",
-            "api.response_time_ms",
-            Severity.WARNING,
-            settings["alert_threshold_response_time"],
-            Aggregation.AVG,
-        ),
-        above(
-            "error_rate",
-            "api.error_rate_percent",
-            Severity.CRITICAL,
-            settings["alert_threshold_error_rate"],
-            Aggregation.AVG,
-        ),
-        above(
-            "cpu", "cpu.percent", Severity.WARNING, settings["alert_threshold_cpu"], Aggregation.AVG
-        ),
-        above(
-            "memory",
-            "memory.percent",
-            Severity.CRITICAL,
-            settings["alert_threshold_memory"],
-            Aggregation.AVG,
-        ),
-        above(
-            "disk",
-            "disk.used_percent",
-            Severity.CRITICAL,
-            settings["alert_threshold_disk"],
-            Aggregation.MAX,
+        *(
+            _above(kind, settings[_SEED_SETTING[kind]], f"builtin:{kind}", channels, True)
+            for kind in SEED_ALERT_TYPES
         ),
         Rule(
             name="builtin:agent_down",
@@ -407,5 +423,6 @@ __all__ = [
     "builtin_rules",
     "builtin_rules_from_env",
     "check_health_rule",
+    "rule_from_seed_request",
     "validate_rule",
 ]

@@ -113,3 +113,45 @@ def test_a_bad_variable_is_named() -> None:
         builtin_rules_from_env({"ALERT_THRESHOLD_CPU": "lots"})
     with pytest.raises(ConfigError, match="ALERT_THRESHOLD_MEMORY"):
         builtin_rules_from_env({"ALERT_THRESHOLD_MEMORY": "-5"})
+
+
+def test_seed_performance_alert_request_maps_onto_a_dealer_rule() -> None:
+    from collector.alerting.rules import rule_from_seed_request
+
+    rule = rule_from_seed_request("responseTime", 350, "sunrise-motors", ("slack",))
+    assert rule.dealer_id == "sunrise-motors"
+    assert rule.condition.metric == "api.response_time_ms"
+    assert rule.condition.thresholds.warning == 350.0
+    assert rule.channels == ("slack",)
+    assert not rule.builtin
+    memory = rule_from_seed_request("memory", 90, "sunrise-motors")
+    assert memory.condition.thresholds.critical == 90.0
+
+
+@pytest.mark.parametrize(
+    ("alert_type", "threshold", "dealer", "field"),
+    [
+        ("latency", 200, "d", "alertType"),
+        ("cpu", -1, "d", "threshold"),
+        ("cpu", float("nan"), "d", "threshold"),
+        ("cpu", "80", "d", "threshold"),
+        ("cpu", 80, "", "dealerId"),
+    ],
+)
+def test_bad_seed_alert_requests_name_the_field(
+    alert_type: str, threshold: object, dealer: str, field: str
+) -> None:
+    from collector.alerting.rules import rule_from_seed_request
+
+    with pytest.raises(RuleError, match=field):
+        rule_from_seed_request(alert_type, threshold, dealer)  # type: ignore[arg-type]
+
+
+def test_builtin_rules_keep_the_seed_defaults() -> None:
+    rules = {r.alert_type: r for r in builtin_rules_from_env({})}
+    assert rules["response_time"].condition.thresholds.warning == 200.0
+    assert rules["error_rate"].condition.thresholds.critical == 0.1
+    assert rules["cpu"].condition.thresholds.warning == 80.0
+    assert rules["memory"].condition.thresholds.critical == 85.0
+    assert rules["disk"].condition.thresholds.critical == 90.0
+    assert "agent_down" in rules
