@@ -8,6 +8,7 @@ find the schema current). On SQLite, BEGIN IMMEDIATE does the same.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from alembic import command
@@ -18,7 +19,7 @@ from alembic.util import CommandError
 from sqlalchemy import Engine, text
 
 from collector.store.engine import WRITE_OPTION, translated_errors
-from collector.store.errors import MigrationError
+from collector.store.errors import MigrationError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,26 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the database to :func:`head_revision` (idempotent, safe to race)."""
+def upgrade(engine: Engine, attempts: int = 5) -> None:
+    """Bring the database to :func:`head_revision` (idempotent, safe to race).
+
+    On SQLite, a collector opening a brand-new file while another migrates it
+    can be told "database is locked" before any busy handler runs (switching
+    the file to WAL needs it alone); the migration is idempotent, so it is
+    simply tried again, a bounded number of times.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            _upgrade_once(engine)
+            return
+        except StoreUnavailable:
+            if attempt == attempts or engine.dialect.name != "sqlite":
+                raise
+            logger.info("schema migration found the database locked; retrying (%s)", attempt)
+            time.sleep(0.2 * 2**attempt)
+
+
+def _upgrade_once(engine: Engine) -> None:
     config = _config()
     try:
         with translated_errors("migrating the schema"), engine.connect() as connection:
