@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
+from typing import TextIO
 
 # Matches dealer tokens (dealerpulse.tokens) wherever they might slip into a message.
 _TOKEN_RE = re.compile(r"dp1\.([a-z0-9-]+)\.[A-Za-z0-9_-]+")
@@ -26,8 +28,24 @@ def scrub(text: str) -> str:
     return _TOKEN_RE.sub(r"dp1.\1.***", text)
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is now, not the one at setup time.
+
+    The CLI can run in-process (tests, embedding); a stream captured at setup
+    and closed later would turn every later log line into a logging error.
+    """
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 def setup(level: str = "INFO") -> None:
-    handler = logging.StreamHandler()
+    handler = _CurrentStderr()
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
     )
