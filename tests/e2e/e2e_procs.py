@@ -50,11 +50,14 @@ def env_for(tmp: Path) -> dict[str, str]:
 class Proc:
     """A child process whose output goes to a log file (read back on failure)."""
 
+    started: list[Proc] = []
+
     def __init__(self, args: list[str], log: Path, env: dict[str, str]) -> None:
         self.args = args
         self.log = log
         self._out: IO[bytes] = open(log, "ab")  # noqa: SIM115 - closed in wait()
         self.popen = subprocess.Popen(args, stdout=self._out, stderr=subprocess.STDOUT, env=env)
+        Proc.started.append(self)
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -81,6 +84,17 @@ class Proc:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def reap_all() -> None:
+    """Kill what a failed test left running: no process outlives its test."""
+    while Proc.started:
+        proc = Proc.started.pop()
+        if proc.alive():
+            proc.popen.kill()
+            proc.popen.wait(10)
+        if not proc._out.closed:
+            proc._out.close()
 
 
 def serving(port: int) -> bool:

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_procs import Proc, free_port, start_agent, start_collector, wait_for
+from e2e_procs import Proc, free_port, reap_all, start_agent, start_collector, wait_for
 
 from collector.admin import add_dealer
 from collector.store import open_store
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test() -> Iterator[None]:
+    yield
+    reap_all()
+
 
 HOST_METRICS = {"cpu.percent", "memory.percent", "disk.used_percent", "process.count"}
 

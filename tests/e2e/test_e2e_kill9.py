@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
-from e2e_procs import REPO, Proc, env_for, free_port, start_collector, wait_for
+from e2e_procs import REPO, Proc, env_for, free_port, reap_all, start_collector, wait_for
 
 from collector.abc import MetricStore
 from collector.admin import add_dealer
 from collector.store import open_store
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test() -> Iterator[None]:
+    yield
+    reap_all()
+
 
 AGENTS = 20
 
