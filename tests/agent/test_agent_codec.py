@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.codec import AckStatus, Hello, decode_ack, decode_hello_reply, encode_batch, encode_hello
 from agent.errors import CodecError
+from collector.ingest.codec import decode_batch
 from dealerpulse.model import (
     AgentCounters,
     EndpointStat,
@@ -90,67 +93,8 @@ batches = st.builds(
 
 
 def _as_model(message: pb.Batch) -> MetricBatch:
-    """Read a Batch back with nothing but the generated class."""
-    return MetricBatch(
-        agent_id=message.agent_id,
-        dealer_id=message.dealer_id,
-        seq=message.seq,
-        boot_id=message.boot_id,
-        hostname=message.hostname,
-        agent_version=message.agent_version,
-        created_ms=message.created_unix_ms,
-        samples=tuple(
-            Sample(s.name, s.value, s.unit, s.time_unix_ms, labels_of(dict(s.labels)))
-            for s in message.samples
-        ),
-        endpoints=tuple(_endpoint(e) for e in message.endpoints),
-        gaps=tuple(
-            Gap(
-                g.first_seq,
-                g.last_seq,
-                g.from_unix_ms,
-                g.to_unix_ms,
-                g.batches,
-                g.samples,
-                g.reason,
-            )
-            for g in message.gaps
-        ),
-        counters=AgentCounters(
-            generated_samples=message.counters.generated_samples,
-            dropped_samples=tuple(sorted(message.counters.dropped_samples.items())),
-            spool_bytes=message.counters.spool_bytes,
-            spool_batches=message.counters.spool_batches,
-        ),
-    )
-
-
-def _endpoint(e: pb.EndpointStats) -> EndpointStat:
-    latency = None
-    if e.HasField("latency"):
-        latency = LatencySketch(
-            e.latency.relative_accuracy,
-            e.latency.offset,
-            tuple(e.latency.bin_counts),
-            e.latency.zero_count,
-        )
-    return EndpointStat(
-        route=e.route,
-        method=e.method,
-        start_ms=e.start_unix_ms,
-        end_ms=e.end_unix_ms,
-        count=e.count,
-        errors=e.errors,
-        client_errors=e.client_errors,
-        duration_sum_ms=e.duration_sum_ms,
-        duration_min_ms=e.duration_min_ms,
-        duration_max_ms=e.duration_max_ms,
-        status_counts=tuple(sorted(e.status_counts.items())),
-        last_error=e.last_error,
-        last_error_ms=e.last_error_unix_ms,
-        latency=latency,
-        source=e.source,
-    )
+    """What the collector makes of the bytes: the round trip is the real contract."""
+    return dataclasses.replace(decode_batch(message).batch, digest=b"")
 
 
 @given(batches)

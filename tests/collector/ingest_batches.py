@@ -1,4 +1,4 @@
-"""Batches for the ingest tests: builders, a test-side encoder, strategies, corruptions.
+"""Batches for the ingest tests: builders, the agent's encoder, strategies, corruptions.
 
 The corruption table is shared by the validation property tests and the
 end-to-end stream tests, so every rule is exercised both ways.
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import grpc
 from hypothesis import strategies as st
 
+from agent.codec import encode_batch
 from collector.ingest.validate import DAY_S, Limits
 from dealerpulse.model import (
     AgentCounters,
@@ -30,74 +31,8 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
 def encode(batch: MetricBatch) -> pb.Batch:
-    """The wire form of a model batch (what an agent sends)."""
-    return pb.Batch(
-        agent_id=batch.agent_id,
-        dealer_id=batch.dealer_id,
-        seq=batch.seq,
-        boot_id=batch.boot_id,
-        hostname=batch.hostname,
-        agent_version=batch.agent_version,
-        created_unix_ms=batch.created_ms,
-        samples=[
-            pb.Sample(
-                name=s.name,
-                value=s.value,
-                unit=s.unit,
-                time_unix_ms=s.time_ms,
-                labels=dict(s.labels),
-            )
-            for s in batch.samples
-        ],
-        endpoints=[_encode_endpoint(e) for e in batch.endpoints],
-        gaps=[
-            pb.Gap(
-                first_seq=g.first_seq,
-                last_seq=g.last_seq,
-                from_unix_ms=g.from_ms,
-                to_unix_ms=g.to_ms,
-                batches=g.batches,
-                samples=g.samples,
-                reason=g.reason,
-            )
-            for g in batch.gaps
-        ],
-        counters=pb.AgentCounters(
-            generated_samples=batch.counters.generated_samples,
-            dropped_samples=dict(batch.counters.dropped_samples),
-            spool_bytes=batch.counters.spool_bytes,
-            spool_batches=batch.counters.spool_batches,
-        ),
-    )
-
-
-def _encode_endpoint(stat: EndpointStat) -> pb.EndpointStats:
-    message = pb.EndpointStats(
-        route=stat.route,
-        method=stat.method,
-        start_unix_ms=stat.start_ms,
-        end_unix_ms=stat.end_ms,
-        count=stat.count,
-        errors=stat.errors,
-        client_errors=stat.client_errors,
-        duration_sum_ms=stat.duration_sum_ms,
-        duration_min_ms=stat.duration_min_ms,
-        duration_max_ms=stat.duration_max_ms,
-        status_counts=dict(stat.status_counts),
-        last_error=stat.last_error,
-        last_error_unix_ms=stat.last_error_ms,
-        source=stat.source,
-    )
-    if stat.latency is not None:
-        message.latency.CopyFrom(
-            pb.LatencySketch(
-                relative_accuracy=stat.latency.relative_accuracy,
-                offset=stat.latency.offset,
-                bin_counts=list(stat.latency.bin_counts),
-                zero_count=stat.latency.zero_count,
-            )
-        )
-    return message
+    """The wire form of a model batch: exactly what the agent's encoder sends."""
+    return pb.Batch.FromString(encode_batch(batch))
 
 
 # ---- plain builders
