@@ -14,6 +14,8 @@ from typing import Any
 
 from collector.alerting.policy import NOTIFICATION_OPTIONS
 from collector.alerting.rules import ALERT_OPTIONS
+from collector.export.settings import EXPORT_OPTIONS, Headers
+from collector.pool_settings import POOL_OPTIONS, PoolSettings
 from dealerpulse.config import (
     DB_OPTION,
     ConfigError,
@@ -27,6 +29,7 @@ from dealerpulse.config import (
     positive_float,
     positive_int,
 )
+from reporter.reports.options import REPORT_OPTIONS
 
 MIB = 1024 * 1024
 
@@ -42,6 +45,11 @@ def optional_port(value: Any) -> int | None:
     if number > 65535:
         raise ValueError(f"must be a port number (1-65535), got {value!r}")
     return number
+
+
+def optional_host_port(value: Any) -> str | None:
+    """HOST:PORT, or None when empty (the feature is off)."""
+    return None if value is None or str(value).strip() == "" else host_port(value)
 
 
 def address_list(value: Any) -> tuple[str, ...]:
@@ -156,6 +164,93 @@ ALERTING_OPTIONS: list[Option] = [
 ]
 
 
+# What one dealer or one client may hold of the collector (issue 7).
+LIMIT_OPTIONS: list[Option] = [
+    Option(
+        "ingest_dealer_rate_limit",
+        non_negative_float,
+        0.0,
+        "samples per second one dealer may send, over all its agents (0: no limit); "
+        "over it, batches are answered RESOURCE_EXHAUSTED with a retry delay",
+        env=("INGEST_DEALER_RATE_LIMIT", "DEALERPULSE_INGEST_DEALER_RATE_LIMIT"),
+    ),
+    Option(
+        "max_series_per_agent",
+        positive_int,
+        10_000,
+        "series one agent may create; samples of further new series are not stored",
+        env=("MAX_SERIES_PER_AGENT", "DEALERPULSE_MAX_SERIES_PER_AGENT"),
+    ),
+    Option(
+        "stream_idle_timeout_s",
+        non_negative_float,
+        600.0,
+        "end an ingest stream that sent no batch for this long (0: never)",
+    ),
+    Option(
+        "max_connection_age_s",
+        non_negative_float,
+        3600.0,
+        "close a client connection after this long (agents reconnect; 0: never)",
+    ),
+    Option(
+        "max_connection_age_grace_s",
+        non_negative_float,
+        30.0,
+        "time calls get to finish when a connection reaches its maximum age",
+    ),
+    Option(
+        "keepalive_time_s",
+        positive_float,
+        60.0,
+        "seconds between the server's keepalive pings on a connection",
+    ),
+    Option(
+        "keepalive_timeout_s",
+        positive_float,
+        20.0,
+        "close a connection whose keepalive ping is not answered within this",
+    ),
+    Option(
+        "handshake_timeout_s",
+        positive_float,
+        20.0,
+        "close a connection that has not completed its TLS/HTTP2 handshake within this",
+    ),
+]
+
+
+# Rollups and retention (issue 5): see collector/rollup/.
+ROLLUP_OPTIONS: list[Option] = [
+    Option(
+        "rollup_interval_s",
+        positive_float,
+        60.0,
+        "seconds between rollup runs (1-minute and 1-hour summaries of new data)",
+    ),
+    Option(
+        "retention_interval_s",
+        positive_float,
+        3600.0,
+        "seconds between retention runs (deletes of expired raw rows and rollups)",
+    ),
+    Option(
+        "rollup_1m_retention_days",
+        positive_int,
+        90,
+        "days of 1-minute rollups kept (at least retention_days)",
+        env=("ROLLUP_1M_RETENTION_DAYS", "DEALERPULSE_ROLLUP_1M_RETENTION_DAYS"),
+    ),
+    Option(
+        "rollup_1h_retention_days",
+        positive_int,
+        730,
+        "days of 1-hour rollups kept (at least rollup_1m_retention_days)",
+        env=("ROLLUP_1H_RETENTION_DAYS", "DEALERPULSE_ROLLUP_1H_RETENTION_DAYS"),
+    ),
+]
+
+
 COLLECTOR_OPTIONS: list[Option] = [
     Option(
         "listen",
@@ -165,6 +260,7 @@ COLLECTOR_OPTIONS: list[Option] = [
         env=("DEALERPULSE_COLLECTOR_LISTEN",),
     ),
     DB_OPTION,
+    *POOL_OPTIONS,
     Option(
         "workers",
         positive_int,
@@ -179,6 +275,14 @@ COLLECTOR_OPTIONS: list[Option] = [
         "days of metrics kept; older samples are refused at ingest",
         env=("METRICS_RETENTION_DAYS", "DEALERPULSE_RETENTION_DAYS"),
     ),
+    Option(
+        "metrics_listen",
+        optional_host_port,
+        None,
+        "address of the collector's own Prometheus /metrics (writer queue, jobs); empty: off",
+        env=("DEALERPULSE_METRICS_LISTEN",),
+    ),
+    *ROLLUP_OPTIONS,
     Option(
         "max_batch_samples", positive_int, 10_000, "most samples one batch may hold (more: refused)"
     ),
@@ -230,8 +334,14 @@ COLLECTOR_OPTIONS: list[Option] = [
         None,
         "PEM CA bundle; when set, agents must present a client certificate it signed (mTLS)",
     ),
+    *LIMIT_OPTIONS,
     *ALERTING_OPTIONS,
+    *EXPORT_OPTIONS,
+    *REPORT_OPTIONS,
 ]
+
+
+_POOL_KEYS = tuple(option.key for option in POOL_OPTIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +352,12 @@ class CollectorSettings:
     # Set in worker processes: they join the port their parent bound.
     reuse_port: bool = False
     retention_days: int = 30
+    # The collector's own Prometheus /metrics; None: not served.
+    metrics_listen: str | None = None
+    rollup_interval_s: float = 60.0
+    retention_interval_s: float = 3600.0
+    rollup_1m_retention_days: int = 90
+    rollup_1h_retention_days: int = 730
     max_batch_samples: int = 10_000
     max_batch_bytes: int = 4 * MIB
     max_receive_bytes: int = 16 * MIB
@@ -255,6 +371,14 @@ class CollectorSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
+    ingest_dealer_rate_limit: float = 0.0
+    max_series_per_agent: int = 10_000
+    stream_idle_timeout_s: float = 600.0
+    max_connection_age_s: float = 3600.0
+    max_connection_age_grace_s: float = 30.0
+    keepalive_time_s: float = 60.0
+    keepalive_timeout_s: float = 20.0
+    handshake_timeout_s: float = 20.0
     alerting: bool = True
     # False in --workers processes: only the first process runs scheduled jobs.
     run_jobs: bool = True
@@ -283,6 +407,30 @@ class CollectorSettings:
     smtp_from: str | None = None
     smtp_to: tuple[str, ...] = ()
     smtp_security: str = "starttls"
+    # Forwarding to an OTLP/gRPC endpoint (collector/export/settings.py).
+    otlp_export_endpoint: str | None = None
+    otlp_export_headers: Headers = field(default=(), repr=False)
+    otlp_export_insecure: bool | None = None
+    otlp_export_ca_file: Path | None = None
+    otlp_export_queue_batches: int = 1000
+    otlp_export_timeout_s: float = 10.0
+    datadog_api_key: str | None = field(default=None, repr=False)
+    new_relic_license_key: str | None = field(default=None, repr=False)
+    # Periodic reports (reporter/reports/options.py).
+    reports_enabled: bool = True
+    report_timezone: str = "UTC"
+    report_daily_at: str = "06:00"  # "off": none
+    report_weekly_on: str = "mon"  # "off": none
+    report_recipients: tuple[str, ...] = ()
+    report_slack: bool = True
+    reporter_public_url: str | None = None
+    report_check_interval_s: float = 600.0
+    # The database pool (collector/store/pool.py); None: not resolved, the
+    # store reads the DB_POOL_* and SLOW_QUERY_MS variables itself.
+    db_pool_size: int | None = None
+    db_pool_idle_timeout_s: float | None = None
+    db_connect_timeout_s: float | None = None
+    slow_query_ms: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_receive_bytes <= self.max_batch_bytes:
@@ -292,6 +440,14 @@ class CollectorSettings:
             )
         if self.workers > 1 and self.listen.endswith(":0"):
             raise ConfigError("workers: more than one worker needs a fixed listen port, not :0")
+        days = (self.retention_days, self.rollup_1m_retention_days, self.rollup_1h_retention_days)
+        if not days[0] <= days[1] <= days[2]:
+            raise ConfigError(
+                "rollup_1m_retention_days and rollup_1h_retention_days: need retention_days "
+                f"({self.retention_days}) <= rollup_1m_retention_days "
+                f"({self.rollup_1m_retention_days}) <= rollup_1h_retention_days "
+                f"({self.rollup_1h_retention_days})"
+            )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls_cert and tls_key must be set together")
         if self.tls_client_ca is not None and self.tls_cert is None:
@@ -307,6 +463,10 @@ class CollectorSettings:
             raise ConfigError("smtp_from and smtp_to: required with smtp_host")
         if self.smtp_security not in SMTP_SECURITY_CHOICES:
             raise ConfigError(f"smtp_security: must be one of {', '.join(SMTP_SECURITY_CHOICES)}")
+
+    def pool_settings(self) -> PoolSettings | None:
+        """The resolved pool options for the store, None when none were resolved."""
+        return PoolSettings.from_resolved({key: getattr(self, key) for key in _POOL_KEYS})
 
     def alert_threshold_values(self) -> dict[str, float]:
         """The resolved values of :data:`collector.alerting.rules.ALERT_OPTIONS`."""

@@ -91,7 +91,7 @@ dealer_tokens = Table(
     Column("role", String(16), nullable=False, server_default=text("'dealer'")),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("revoked_at", UtcDateTime(), nullable=True),
-    CheckConstraint("role IN ('dealer', 'admin')", name="ck_dealer_tokens_role"),
+    CheckConstraint("role IN ('dealer', 'viewer', 'admin')", name="ck_dealer_tokens_role"),
     Index("ix_dealer_tokens_dealer_id", "dealer_id"),
 )
 
@@ -110,6 +110,8 @@ agents = Table(
     Column("dropped_samples", JsonDocument, nullable=False),
     Column("spool_bytes", BigInteger, nullable=False, server_default=text("0")),
     Column("spool_batches", BigInteger, nullable=False, server_default=text("0")),
+    # Agent clock minus collector clock, from the newest batches (NULL: not known yet).
+    Column("clock_offset_ms", BigInteger, nullable=True),
     Index("ix_agents_dealer_id", "dealer_id"),
 )
 
@@ -350,6 +352,115 @@ silences = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     CheckConstraint("ends_at > starts_at", name="ck_silences_period"),
     Index("ix_silences_ends_at", "ends_at"),
+)
+
+# ---- rollups (migration 0003); see collector/rollup/
+
+# (agent, minute) pairs that received rows since the rollup job last summarised
+# them. The writer upserts them in the ingest transaction, bumping generation;
+# the job deletes a mark only while its generation is the one it read.
+rollup_dirty = Table(
+    "rollup_dirty",
+    metadata,
+    Column("agent_id", String(128), primary_key=True),
+    Column("bucket_ms", Millis, primary_key=True, autoincrement=False),
+    Column("dealer_id", String(64), nullable=False),
+    Column("generation", BigInteger, nullable=False, server_default=text("1")),
+)
+
+
+def _metric_rollup(name: str) -> Table:
+    # Every metric summarised as a gauge; bucket_ms is the bucket's start.
+    return Table(
+        name,
+        metadata,
+        Column("series_id", RowId, primary_key=True, autoincrement=False),
+        Column("bucket_ms", Millis, primary_key=True, autoincrement=False),
+        Column("value_count", BigInteger, nullable=False),
+        Column("value_sum", Double, nullable=False),
+        Column("value_min", Double, nullable=False),
+        Column("value_max", Double, nullable=False),
+        # The value of the newest sample in the bucket.
+        Column("value_last", Double, nullable=False),
+    )
+
+
+def _endpoint_rollup(name: str) -> Table:
+    # The key starts with (dealer_id, bucket_ms): "dealer X, buckets in [a, b)".
+    # Besides a row per endpoint, each agent and bucket has one row with source,
+    # method and endpoint "*": all its traffic (probes apart) together, so a
+    # dealer-wide percentile per bucket merges one sketch, not one per endpoint.
+    return Table(
+        name,
+        metadata,
+        Column("dealer_id", String(64), primary_key=True),
+        Column("bucket_ms", Millis, primary_key=True, autoincrement=False),
+        Column("agent_id", String(128), primary_key=True),
+        Column("source", String(32), primary_key=True),
+        Column("method", String(16), primary_key=True),
+        Column("endpoint", String(500), primary_key=True),
+        Column("request_count", BigInteger, nullable=False),
+        Column("error_count", BigInteger, nullable=False),
+        Column("client_error_count", BigInteger, nullable=False),
+        Column("duration_sum_ms", Double, nullable=False),
+        # Over the rows with requests (0 when there were none).
+        Column("duration_min_ms", Double, nullable=False),
+        Column("duration_max_ms", Double, nullable=False),
+        # collector.rollup.bins binary format (numpy-decodable), NULL without sketches.
+        Column("latency_sketch", LargeBinary, nullable=True),
+        Column("last_error", Text, nullable=False),
+        Column("last_error_ms", Millis, nullable=True),
+    )
+
+
+metric_rollup_1m = _metric_rollup("metric_rollup_1m")
+metric_rollup_1h = _metric_rollup("metric_rollup_1h")
+endpoint_rollup_1m = _endpoint_rollup("endpoint_rollup_1m")
+endpoint_rollup_1h = _endpoint_rollup("endpoint_rollup_1h")
+# UTC days: range-wide percentiles of a month merge ~30 sketches per endpoint.
+endpoint_rollup_1d = _endpoint_rollup("endpoint_rollup_1d")
+
+# ---- reports (migration 0004)
+
+REPORT_PERIODS = ("daily", "weekly", "adhoc")
+REPORT_STATUSES = ("generating", "ready", "failed")
+REPORT_DELIVERIES = ("none", "pending", "sending", "sent", "failed")
+
+reports = Table(
+    "reports",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    # NULL: a report over every dealer.
+    Column("dealer_id", String(64), ForeignKey("dealers.dealer_id"), nullable=True),
+    Column("period", String(16), nullable=False),
+    Column("period_start", UtcDateTime(), nullable=False),
+    Column("period_end", UtcDateTime(), nullable=False),
+    # "daily/acme-motors/2026-03-08T05:00:00+00:00" for a scheduled report, NULL ad hoc:
+    # exactly one report per dealer and period, whatever the number of collectors.
+    Column("claim_key", String(200), nullable=True),
+    Column("timezone", String(64), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("status", String(16), nullable=False),
+    # Who holds the row (generating or delivering) since claimed_at: a lease.
+    Column("owner", String(64), nullable=False),
+    Column("claimed_at", UtcDateTime(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime(), nullable=True),
+    Column("body_html", Text, nullable=True),
+    Column("body_json", Text, nullable=True),
+    Column("body_text", Text, nullable=True),
+    Column("delivery", String(16), nullable=False, server_default=text("'none'")),
+    # ["email"]: channels that accepted the report, not sent again on a retry.
+    Column("delivered_channels", JsonDocument, nullable=False),
+    Column("delivery_attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text, nullable=True),
+    UniqueConstraint("claim_key", name="uq_reports_claim_key"),
+    CheckConstraint(_one_of("period", REPORT_PERIODS), name="ck_reports_period"),
+    CheckConstraint(_one_of("status", REPORT_STATUSES), name="ck_reports_status"),
+    CheckConstraint(_one_of("delivery", REPORT_DELIVERIES), name="ck_reports_delivery"),
+    CheckConstraint("period_end > period_start", name="ck_reports_range"),
+    Index("ix_reports_dealer_created", "dealer_id", "created_at"),
+    Index("ix_reports_delivery", "delivery"),
 )
 
 # The seed's wide table, now a view over series + samples (see the migration).

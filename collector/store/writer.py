@@ -2,7 +2,8 @@
 
 Order inside the transaction: decide duplicates, check dealers and agents,
 resolve series ids, then samples (bulk), latest points, endpoint stats, gaps,
-the (agent_id, seq) bookkeeping rows and finally the agents' counters. Any
+the (agent_id, seq) bookkeeping rows, the rollup dirty marks
+(collector/rollup/dirty.py) and finally the agents' counters. Any
 failure rolls all of it back and forgets the series ids learnt meanwhile.
 """
 
@@ -27,6 +28,7 @@ from sqlalchemy import (
 )
 
 from collector.abc import UnknownDealer
+from collector.rollup.dirty import mark_dirty
 from collector.store.dedup import BatchKey, Committed, batch_key, classify
 from collector.store.dialect import insert_ignoring_conflicts
 from collector.store.engine import WRITE_OPTION, translated_errors
@@ -95,6 +97,8 @@ class BatchWriter:
             insert_samples(connection, rows)
             upsert_latest(connection, latest, to_unix_ms(received_at))
             _insert_details(connection, new, received_at)
+            # Same transaction: a committed row always has its rollup mark.
+            mark_dirty(connection, new)
         _update_agents(connection, batches, results, received_at)
         return results
 
