@@ -31,13 +31,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from collector.abc import LatestSample, StoredSample
 from dealerpulse.clock import Clock, SystemClock, from_unix_ms, to_unix_ms
 from dealerpulse.config import Option, positive_float, resolve
 from dealerpulse.model import EndpointStat
-from dealerpulse.sketch import DDSketch, SketchError
+from dealerpulse.sketch import SketchError
+
+if TYPE_CHECKING:
+    from collector.store.sketch import SketchSum
 
 logger = logging.getLogger(__name__)
 
@@ -159,42 +162,77 @@ class DealerHealth:
 
 
 class _Merged:
-    """Sums of several EndpointStats and their merged sketch."""
+    """Sums of several EndpointStats and the sum of their latency sketches."""
 
     def __init__(self) -> None:
         self.count = 0
         self.errors = 0
         self.client_errors = 0
         self.duration_sum_ms = 0.0
-        self.sketch: DDSketch | None = None
         self.last_error = ""
         self.last_error_ms = 0
+        # By relative accuracy, in the order first added: quantiles come from the
+        # first one (a sketch of another accuracy cannot merge into it).
+        self.sketches: dict[float, SketchSum] = {}
+        # Imported here: `dealerpulse status --help` builds this module's options
+        # where only the agent's dependencies (no SQLAlchemy) are installed.
+        from collector.store.sketch import SketchSum
+
+        self._sketch_sum = SketchSum
 
     def add(self, stat: EndpointStat) -> None:
+        """Add the stat's counts (its sketch goes in through add_latency)."""
         self.count += stat.count
         self.errors += stat.errors
         self.client_errors += stat.client_errors
         self.duration_sum_ms += stat.duration_sum_ms
         if stat.errors and stat.last_error_ms >= self.last_error_ms:
             self.last_error, self.last_error_ms = stat.last_error, stat.last_error_ms
-        if stat.latency is None or not stat.count:
-            return
+
+    def add_latency(self, stat: EndpointStat) -> float | None:
+        """Add the stat's sketch; its accuracy, or None when it has none or it is refused."""
+        latency = stat.latency
+        if latency is None or not stat.count:
+            return None
+        accuracy = latency.relative_accuracy
         try:
-            sketch = DDSketch.from_model(
-                stat.latency,
-                sum_ms=stat.duration_sum_ms,
-                min_ms=stat.duration_min_ms,
-                max_ms=stat.duration_max_ms,
-            )
-            if self.sketch is None:
-                self.sketch = sketch
-            else:
-                self.sketch.merge(sketch)
-        except SketchError as exc:  # a stored sketch of another accuracy: counts still count
+            summed = self.sketches.get(accuracy) or self._sketch_sum(accuracy)
+            summed.add(latency, min_ms=stat.duration_min_ms, max_ms=stat.duration_max_ms)
+        except SketchError as exc:  # a malformed stored sketch: counts still count
             logger.warning("cannot merge the latency sketch of %s: %s", stat.route, exc)
+            return None
+        if accuracy not in self.sketches:
+            self._note_accuracy(accuracy, stat.route)
+            self.sketches[accuracy] = summed
+        return accuracy
+
+    def reserve(self, accuracy: float) -> None:
+        """Keep the order in which accuracies first came (merge_latency fills them)."""
+        if accuracy not in self.sketches:
+            self._note_accuracy(accuracy, "the dealer's traffic")
+            self.sketches[accuracy] = self._sketch_sum(accuracy)
+
+    def merge_latency(self, other: _Merged) -> None:
+        for accuracy, summed in other.sketches.items():
+            self.sketches.setdefault(accuracy, self._sketch_sum(accuracy)).merge(summed)
+
+    def _note_accuracy(self, accuracy: float, what: str) -> None:
+        if self.sketches:
+            first = next(iter(self.sketches))
+            logger.warning(
+                "latency sketches of %s have relative accuracy %s and %s: "
+                "percentiles from the %s ones only",
+                what,
+                first,
+                accuracy,
+                first,
+            )
 
     def quantile(self, q: float) -> float | None:
-        return self.sketch.quantile(q) if self.sketch is not None and self.sketch.count else None
+        if not self.sketches:
+            return None
+        first = next(iter(self.sketches.values()))
+        return first.quantile(q) if first.count else None
 
     @property
     def avg_ms(self) -> float | None:
@@ -209,19 +247,21 @@ def compute_health(
     liveness: Sequence[StoredSample] = (),
     latest: Sequence[LatestSample] = (),
     thresholds: HealthThresholds | None = None,
+    monitored_since: datetime | None = None,
 ) -> DealerHealth:
-    """Health of one dealer over [start, end) from its endpoint stats and samples."""
+    """Health of one dealer over [start, end) from its endpoint stats and samples.
+
+    ``monitored_since`` (the dealer's first agent's first contact): agent-based
+    uptime counts only from then, so a dealer monitored for one minute of a
+    five-minute window is not 20 % up.
+    """
     if end <= start:
         raise ValueError(f"health range must not be empty: start {start} >= end {end}")
     thresholds = thresholds or HealthThresholds()
     minutes = (end - start).total_seconds() / 60
-    traffic, probes = _Merged(), _Merged()
-    per_endpoint: dict[tuple[str, str, str], _Merged] = {}
-    for stat in stats:
-        (probes if stat.source == PROBE_SOURCE else traffic).add(stat)
-        key = (stat.route, stat.method, stat.source)
-        per_endpoint.setdefault(key, _Merged()).add(stat)
-    uptime, uptime_source = _uptime(probes, liveness, start, end)
+    traffic, probes, per_endpoint = _merge(stats)
+    uptime_start = max(start, monitored_since) if monitored_since else start
+    uptime, uptime_source = _uptime(probes, liveness, min(uptime_start, end), end)
     cpu, memory = _latest(latest, "cpu.percent"), _latest(latest, "memory.percent")
     error_rate = 100.0 * traffic.errors / traffic.count if traffic.count else None
     status, reasons = _traffic_status(traffic.avg_ms, error_rate, uptime, thresholds)
@@ -250,6 +290,30 @@ def compute_health(
             for key, merged in sorted(per_endpoint.items(), key=lambda kv: (-kv[1].count, kv[0]))
         ),
     )
+
+
+def _merge(
+    stats: Iterable[EndpointStat],
+) -> tuple[_Merged, _Merged, dict[tuple[str, str, str], _Merged]]:
+    """Traffic, probes and per-endpoint sums. Each sketch is decoded into its
+    endpoint's sum only; traffic and probes merge the endpoint sums (bucket
+    sums do not depend on order), which halves the work of health."""
+    traffic, probes = _Merged(), _Merged()
+    per_endpoint: dict[tuple[str, str, str], _Merged] = {}
+    for stat in stats:
+        group = probes if stat.source == PROBE_SOURCE else traffic
+        group.add(stat)
+        key = (stat.route, stat.method, stat.source)
+        endpoint = per_endpoint.get(key)
+        if endpoint is None:
+            endpoint = per_endpoint[key] = _Merged()
+        endpoint.add(stat)
+        accuracy = endpoint.add_latency(stat)
+        if accuracy is not None:
+            group.reserve(accuracy)
+    for (_, _, source), endpoint in per_endpoint.items():
+        (probes if source == PROBE_SOURCE else traffic).merge_latency(endpoint)
+    return traffic, probes, per_endpoint
 
 
 def _endpoint_health(key: tuple[str, str, str], merged: _Merged, hours: float) -> EndpointHealth:
@@ -290,7 +354,7 @@ def liveness_coverage(times_ms: Sequence[int], start_ms: int, end_ms: int) -> fl
     distinct sample times (the interval cannot be told).
     """
     distinct = sorted({t for t in times_ms if start_ms <= t < end_ms})
-    if len(distinct) < 2:
+    if len(distinct) < 2 or end_ms <= start_ms:
         return None
     interval = statistics.median(b - a for a, b in itertools.pairwise(distinct))
     return min(1.0, len(distinct) * interval / (end_ms - start_ms))
@@ -394,6 +458,13 @@ def health_range(
     return end - timedelta(seconds=window_s), end
 
 
+@runtime_checkable
+class AgentDirectory(Protocol):
+    """Stores that know when each agent first reported (for uptime since then)."""
+
+    def list_agents(self, dealer_id: str | None = None) -> Sequence[Any]: ...
+
+
 def dealer_health(
     store: HealthStore,
     dealer_id: str,
@@ -405,8 +476,19 @@ def dealer_health(
     records = store.query_endpoint_stats(dealer_id, start, end)
     liveness = _one_agent_liveness(store.query_samples(dealer_id, LIVENESS_METRIC, start, end))
     latest = store.latest_samples(dealer_id, ["cpu.percent", "memory.percent"])
+    since = None
+    if isinstance(store, AgentDirectory):
+        firsts = [agent.first_seen for agent in store.list_agents(dealer_id)]
+        since = min(firsts) if firsts else None
     return compute_health(
-        dealer_id, start, end, [r.stat for r in records], liveness, latest, thresholds
+        dealer_id,
+        start,
+        end,
+        [r.stat for r in records],
+        liveness,
+        latest,
+        thresholds,
+        monitored_since=since,
     )
 
 

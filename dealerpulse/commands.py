@@ -54,6 +54,8 @@ def all_commands() -> list[Command | tuple[str, str, list[Command]]]:
     # Option lists of other packages are callables: the CLI imports them only
     # for the command being run (``dealerpulse agent`` loads no collector code).
     from dealerpulse.alerts_cli import alert_commands  # imports no grpc until a command runs
+    from dealerpulse.reporter_cli import reporter_commands  # the same
+    from dealerpulse.security_cli import certs_command, token_commands
 
     return [
         Command(
@@ -92,8 +94,10 @@ def all_commands() -> list[Command | tuple[str, str, list[Command]]]:
                     section="dealer",
                     extra=_json_flag,
                 ),
+                *token_commands(),
             ],
         ),
+        certs_command(),
         Command(
             "status",
             "newest resource usage per agent and system health per dealer",
@@ -102,6 +106,7 @@ def all_commands() -> list[Command | tuple[str, str, list[Command]]]:
             extra=_status_args,
         ),
         ("alerts", "alert rules, alerts and silences of a collector", alert_commands()),
+        *reporter_commands(),
         Command(
             "admin-token",
             "issue an admin token (rules for every dealer) and print it once",
@@ -113,6 +118,7 @@ def all_commands() -> list[Command | tuple[str, str, list[Command]]]:
 
 def out(text: str = "") -> None:
     sys.stdout.write(text + "\n")
+    sys.stdout.flush()  # services announce things while they keep running
 
 
 def run_service(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
@@ -205,6 +211,18 @@ UP_OPTIONS = [
         "where the local agent keeps its spool and token (default: the DealerPulse data directory)",
     ),
     Option("interval", positive_float, 10.0, "local agent's sampling interval in seconds"),
+    Option(
+        "reporter_listen",
+        host_port,
+        "127.0.0.1:50052",
+        "reporter gRPC listen address (analytics; `dealerpulse analytics` asks it)",
+    ),
+    Option(
+        "http",
+        host_port,
+        "127.0.0.1:8080",
+        "dashboard and HTTP API listen address (the URL is printed at start)",
+    ),
 ]
 
 
@@ -219,6 +237,9 @@ def run_up(args: argparse.Namespace, settings: dict[str, Any]) -> int:
             state_dir=state,
             interval_s=settings["interval"],
             stop=stop,
+            reporter_listen=settings["reporter_listen"],
+            http_listen=settings["http"],
+            announce=out,
         )
     )
 
@@ -287,6 +308,7 @@ def dealer_list(args: argparse.Namespace, settings: dict[str, Any]) -> int:
                         "agent_id": a.agent_id,
                         "hostname": a.hostname,
                         "last_seen": a.last_seen.isoformat(),
+                        "clock_offset_ms": a.clock_offset_ms,
                     }
                     for a in own
                 ],
@@ -298,19 +320,25 @@ def dealer_list(args: argparse.Namespace, settings: dict[str, Any]) -> int:
         return 0
     out(
         table.render(
-            ["DEALER", "NAME", "AGENTS", "LAST SEEN"],
+            ["DEALER", "NAME", "AGENTS", "LAST SEEN", "CLOCK OFFSET"],
             [
                 [
                     r["dealer_id"],
                     r["name"],
                     ", ".join(a["hostname"] for a in r["agents"]) or "-",
                     _ago(r["last_seen"]),
+                    ", ".join(_offset(a["clock_offset_ms"]) for a in r["agents"]) or "-",
                 ]
                 for r in rows
             ],
         )
     )
     return 0
+
+
+def _offset(offset_ms: int | None) -> str:
+    """'+3600.0s' (agent clock ahead), '-0.2s' (behind), '-' (not known yet)."""
+    return "-" if offset_ms is None else f"{offset_ms / 1000:+.1f}s"
 
 
 def _ago(iso: str | None) -> str:
@@ -383,6 +411,7 @@ def _print_agents(statuses: list[Any]) -> None:
                 "RECEIVED",
                 "SPOOLED",
                 "DROPPED",
+                "CLOCK OFFSET",
             ],
             [
                 [
@@ -397,6 +426,7 @@ def _print_agents(statuses: list[Any]) -> None:
                     _ago(s.last_seen.isoformat()),
                     s.spool_batches,
                     s.dropped_samples,
+                    _offset(s.clock_offset_ms),
                 ]
                 for s in statuses
             ],

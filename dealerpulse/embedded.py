@@ -15,7 +15,9 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from agent.instrument.wire import DEFAULT_UDP_ADDRESS, IntakeAddress, WireError, parse_address
 from agent.runner import build_agent
@@ -98,15 +100,63 @@ def _token_valid(store: MetricStore, token: str) -> bool:
     )
 
 
+async def _start_reporter(
+    store: SQLAlchemyMetricStore, listen: str | None, http_listen: str | None
+) -> Any:
+    """The reporter on the same store, with the dashboard when ``http_listen`` is set
+    (None when ``listen`` is None)."""
+    if listen is None:
+        return None
+    from dealerpulse.clock import SystemClock
+    from reporter.server import ReporterServer, http_part
+    from reporter.settings import ReporterSettings
+
+    settings = ReporterSettings(listen=listen, http=http_listen)
+    http = http_part(settings, store, SystemClock()) if http_listen else None
+    reporter = ReporterServer(store, listen, settings, http=http)
+    await reporter.start()
+    return reporter
+
+
+def dashboard_url(http_listen: str, port: int, token: str) -> str:
+    """The dashboard signed in as the local dealer (the page drops the token from the
+    address bar once it has read it)."""
+    host = http_listen.rpartition(":")[0].strip("[]") or "127.0.0.1"
+    return f"http://{host}:{port}/?token={token}"
+
+
 async def run_embedded(
-    *, listen: str, db_url: str, state_dir: Path, interval_s: float, stop: asyncio.Event
+    *,
+    listen: str,
+    db_url: str,
+    state_dir: Path,
+    interval_s: float,
+    stop: asyncio.Event,
+    reporter_listen: str | None = None,
+    http_listen: str | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> None:
+    """Collector, reporter (with the dashboard) and one local agent on one store.
+
+    ``announce`` receives the dashboard's URL, which carries the local dealer's
+    token: it goes to the operator's terminal, never to the log.
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
     store = await asyncio.to_thread(open_store, db_url)
     try:
         token = await asyncio.to_thread(ensure_local_dealer, store, state_dir)
         server = CollectorServer(store, listen, CollectorSettings(listen=listen, db=db_url))
         port = await server.start()
+        try:
+            reporter = await _start_reporter(store, reporter_listen, http_listen)
+        except BaseException:
+            await server.stop(1.0)
+            raise
+        reporter_at = (
+            f"{reporter_listen.rpartition(':')[0]}:{reporter.port}"
+            if reporter is not None and reporter_listen
+            else "off"
+        )
         host = listen.rpartition(":")[0]
         intake = local_intake(state_dir)
         agent = build_agent(
@@ -119,12 +169,15 @@ async def run_embedded(
             )
         )
         running = asyncio.create_task(agent.run())
+        if reporter is not None and reporter.http_port and http_listen and announce:
+            announce(f"Dashboard: {dashboard_url(http_listen, reporter.http_port, token)}")
         logger.info(
-            "DealerPulse is up: collector on %s:%s storing into %s; local agent every %ss, "
-            "API intake %s. Run `dealerpulse status` to see what arrives; Ctrl-C stops.",
+            "DealerPulse is up: collector on %s:%s storing into %s; reporter on %s; local agent "
+            "every %ss, API intake %s. Run `dealerpulse status` to see what arrives; Ctrl-C stops.",
             host,
             port,
             redact_url(db_url),
+            reporter_at,
             interval_s,
             f"on {intake} (start apps with {INTAKE_ENV}={intake})" if intake else "off",
         )
@@ -134,5 +187,7 @@ async def run_embedded(
         await running
         stopped.cancel()
         await server.stop(10.0)
+        if reporter is not None:
+            await reporter.stop(5.0)
     finally:
         await asyncio.to_thread(store.close)

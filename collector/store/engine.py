@@ -20,6 +20,12 @@ from sqlalchemy.engine import make_url
 
 from collector.abc import StoreError
 from collector.store.errors import StoreUnavailable, StoreWriteError
+from collector.store.pool import (
+    PoolSettings,
+    connect_args,
+    install_idle_timeout,
+    install_slow_query_log,
+)
 from dealerpulse.config import redact_url
 
 logger = logging.getLogger(__name__)
@@ -36,8 +42,30 @@ def create_store_engine(
     busy_timeout_s: float = 10.0,
     sqlite_synchronous: SqliteSync = "FULL",
     sqlite_cache_mib: int = 64,
+    pool: PoolSettings | None = None,
 ) -> Engine:
-    """An engine for a sqlite:///PATH or postgresql[+psycopg]://... URL."""
+    """An engine for a sqlite:///PATH or postgresql[+psycopg]://... URL.
+
+    ``pool``: size, idle and connect timeouts, slow-query threshold (see
+    :mod:`collector.store.pool`); by default from the DB_POOL_SIZE,
+    DB_POOL_IDLE_TIMEOUT_S, DB_CONNECT_TIMEOUT_S and SLOW_QUERY_MS variables,
+    with ``pool_size`` when DB_POOL_SIZE is not set.
+    """
+    pool = pool or PoolSettings.from_env(size=pool_size)
+    engine = _backend_engine(url, pool, busy_timeout_s, sqlite_synchronous, sqlite_cache_mib)
+    install_idle_timeout(engine, pool.idle_timeout_s)
+    install_slow_query_log(engine, pool.slow_query_ms)
+    return engine
+
+
+def _backend_engine(
+    url: str,
+    pool: PoolSettings,
+    busy_timeout_s: float,
+    sqlite_synchronous: SqliteSync,
+    sqlite_cache_mib: int,
+) -> Engine:
+    pool_size = pool.size
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
@@ -61,7 +89,11 @@ def create_store_engine(
             )
         parsed = parsed.set(drivername="postgresql+psycopg")
         return create_engine(
-            parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            parsed,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            connect_args=connect_args("postgresql", pool),
         )
     raise ValueError(
         f"database URL {redact_url(url)!r}: unsupported backend {backend!r} "

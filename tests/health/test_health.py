@@ -90,6 +90,22 @@ def test_uptime_falls_back_to_agent_liveness() -> None:
     assert health.error_rate_percent is None
 
 
+def test_uptime_counts_from_when_monitoring_began() -> None:
+    # An agent first seen one minute before the end, reporting every 10 s since:
+    # up all the time it was monitored, not 20 % of a five-minute window.
+    began = END - timedelta(minutes=1)
+    samples = [
+        StoredSample("cpu.percent", (), "%", 1.0, began + timedelta(seconds=10 * i))
+        for i in range(6)
+    ]
+    fresh = compute_health("d1", START, END, [], samples, monitored_since=began)
+    assert fresh.uptime_percent == pytest.approx(100.0)
+    assert fresh.status is Status.HEALTHY
+    # Monitored since before the window: the silent first four minutes count.
+    old = compute_health("d1", START, END, [], samples, monitored_since=START - timedelta(days=1))
+    assert old.uptime_percent == pytest.approx(20.0)
+
+
 def test_no_data_means_unknown_not_down() -> None:
     health = compute_health("d1", START, END, [])
     assert health.uptime_percent is None

@@ -10,10 +10,14 @@ from types import ModuleType
 import pytest
 from google.protobuf import descriptor_pb2
 
-from dealerpulse.v1 import alerts_pb2, ingest_pb2
+from dealerpulse.v1 import alerts_pb2, ingest_pb2, reporter_pb2
 
 # Imported before protos/ goes on sys.path: its dealerpulse/ folder would shadow ours.
-COMMITTED: dict[str, ModuleType] = {"ingest": ingest_pb2, "alerts": alerts_pb2}
+COMMITTED: dict[str, ModuleType] = {
+    "ingest": ingest_pb2,
+    "alerts": alerts_pb2,
+    "reporter": reporter_pb2,
+}
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "protos"))
