@@ -6,14 +6,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv run test lint proto bench clean
+.PHONY: help venv run test lint proto bench clean browser-deps bench-deps
 
 help:
 	@echo "make run    - set up and run collector + one local agent on SQLite"
 	@echo "make test   - set up and run the test suite"
+	@echo "make browser-deps - install Chromium + chromedriver for the browser tests (apt)"
 	@echo "make lint   - ruff and mypy"
 	@echo "make proto  - regenerate the protobuf/gRPC stubs"
 	@echo "make bench  - run the benchmarks (not tests); results in bench/results/"
+	@echo "make bench-deps - install InfluxDB 1.x and collectd for the peer benchmarks (apt)"
 
 venv: $(STAMP)
 
@@ -26,8 +28,29 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/dealerpulse up
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The dashboard's browser tests drive the Debian packages chromium and
+# chromium-driver. Installed with apt-get when missing (as root, or with sudo
+# when it needs no password); never fails: without them the browser tests
+# skip with the reason, except under CI=true, where they fail.
+BROWSER_PKGS := chromium chromium-driver
+APT_INSTALL  := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
+
+browser-deps:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "browser-deps: no apt-get; install Chromium and chromedriver yourself" \
+	       "(browser tests will be skipped)"; exit 0; fi; \
+	if [ "$$(id -u)" -eq 0 ]; then SUDO=""; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	else echo "browser-deps: need root or password-less sudo to install $(BROWSER_PKGS)" \
+	          "(browser tests will be skipped)"; exit 0; fi; \
+	echo "browser-deps: installing $(BROWSER_PKGS) with apt-get"; \
+	$$SUDO env $(APT_INSTALL) $(BROWSER_PKGS) \
+	  || { $$SUDO apt-get update -q && $$SUDO env $(APT_INSTALL) $(BROWSER_PKGS); } \
+	  || echo "browser-deps: could not install $(BROWSER_PKGS) (browser tests will be skipped)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -39,6 +62,20 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The peer benchmarks (python -m bench --only influx / collectd) compare with
+# Debian's influxdb and collectd; they never install anything themselves. Not
+# part of `make test`. Their system services are not started (the benchmarks
+# run private instances with temp configs).
+BENCH_PKGS := influxdb collectd
+
+bench-deps:
+	@if [ -x /usr/bin/influxd ] && [ -x /usr/sbin/collectd ]; then exit 0; fi; \
+	if [ "$$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(BENCH_PKGS) \
+	  || { $$SUDO apt-get update -q \
+	       && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+	            $(BENCH_PKGS); }
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

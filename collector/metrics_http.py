@@ -1,0 +1,178 @@
+"""The collector's own /metrics (``--metrics-listen``): writer queue and alert job figures
+(runs, what the last ones did and how long they took).
+
+Prometheus text exposition from prometheus-client, served on its own small
+HTTP server thread, with a registry of its own (never the global one). What
+it shows is read at scrape time from :meth:`CollectorServer.writer_stats`
+and :meth:`CollectorServer.alert_job_stats`: counts only, no secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from collector.alerting.jobs import DISPATCH_JOB, TICK_JOB, JobStats
+from collector.ingest.writer import WriterStats
+
+logger = logging.getLogger(__name__)
+
+
+class MetricsError(Exception):
+    """The metrics server cannot listen where it was told to."""
+
+
+class StatsSource(Protocol):
+    """What :class:`collector.server.CollectorServer` offers."""
+
+    def writer_stats(self) -> WriterStats: ...
+
+    def alert_job_stats(self) -> JobStats: ...
+
+
+def for_server(server: StatsSource) -> CollectorMetrics:
+    """The figures of a collector server (no job figures while alerting is off)."""
+
+    def jobs() -> JobStats | None:
+        try:
+            return server.alert_job_stats()
+        except RuntimeError:
+            return None
+
+    return CollectorMetrics(server.writer_stats, jobs)
+
+
+class CollectorMetrics(Collector):
+    """Writer and job figures of one collector process, read at every scrape."""
+
+    def __init__(
+        self,
+        writer_stats: Callable[[], WriterStats],
+        job_stats: Callable[[], JobStats | None],
+    ) -> None:
+        self._writer_stats = writer_stats
+        self._job_stats = job_stats
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            writer = self._writer_stats()
+        except RuntimeError:  # not started yet, or stopping
+            return
+        yield from _writer_families(writer)
+        jobs = self._job_stats()
+        if jobs is not None:
+            yield from _job_families(jobs)
+
+
+def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help_text, value=value)
+
+
+def _counter(name: str, help_text: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, help_text, value=value)
+
+
+def _writer_families(stats: WriterStats) -> Iterator[Metric]:
+    prefix = "dealerpulse_writer_"
+    yield _gauge(prefix + "queue_batches", "batches waiting for the database", stats.queued_batches)
+    yield _gauge(prefix + "queue_samples", "samples waiting for the database", stats.queued_samples)
+    yield _counter(prefix + "groups_committed", "transactions committed", stats.groups_committed)
+    yield _counter(prefix + "batches_committed", "batches committed", stats.batches_committed)
+    yield _counter(prefix + "samples_written", "samples written", stats.samples_written)
+    yield _counter(prefix + "groups_failed", "transactions given up", stats.groups_failed)
+    yield _counter(
+        prefix + "submissions_refused",
+        "batches refused because the queue was full (backpressure)",
+        stats.submissions_refused,
+    )
+    yield _gauge(
+        prefix + "last_group_batches", "batches in the last transaction", stats.last_group_batches
+    )
+    yield _gauge(
+        prefix + "last_group_latency_seconds",
+        "time from the first batch's arrival to the commit of the last transaction",
+        stats.last_group_latency_s,
+    )
+
+
+def _job_families(stats: JobStats) -> Iterator[Metric]:
+    yield _counter("dealerpulse_alert_ticks", "alert evaluations completed", stats.ticks)
+    yield _counter(
+        "dealerpulse_notification_dispatches", "outbox dispatch runs completed", stats.dispatches
+    )
+    yield _counter("dealerpulse_job_failures", "job runs that failed", stats.failures)
+    yield from _job_durations(stats)
+    tick = stats.last_tick
+    if tick is not None:
+        family = GaugeMetricFamily(
+            "dealerpulse_alert_last_tick", "what the last alert evaluation did", labels=["what"]
+        )
+        for what in ("rules", "subjects", "opened", "closed", "notifications"):
+            family.add_metric([what], float(getattr(tick, what)))
+        yield family
+    dispatch = stats.last_dispatch
+    if dispatch is not None:
+        family = GaugeMetricFamily(
+            "dealerpulse_notification_last_dispatch",
+            "notifications by outcome in the last dispatch run",
+            labels=["outcome"],
+        )
+        for outcome in ("sent", "found_sent", "retrying", "failed", "held", "dropped"):
+            family.add_metric([outcome], float(getattr(dispatch, outcome)))
+        yield family
+
+
+def _job_durations(stats: JobStats) -> Iterator[Metric]:
+    durations = [
+        (job, seconds)
+        for job, seconds in ((TICK_JOB, stats.last_tick_s), (DISPATCH_JOB, stats.last_dispatch_s))
+        if seconds is not None
+    ]
+    if not durations:
+        return
+    family = GaugeMetricFamily(
+        "dealerpulse_job_last_duration_seconds",
+        "how long the last run of a scheduled job took (failed runs included)",
+        labels=["job"],
+    )
+    for job, seconds in durations:
+        family.add_metric([job], seconds)
+    yield family
+
+
+@dataclass
+class MetricsServer:
+    """A running exposition server; :meth:`stop` ends it."""
+
+    port: int
+    _server: WSGIServer
+    _thread: threading.Thread
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout_s)
+
+
+def serve_metrics(listen: str, collector: Collector) -> MetricsServer:
+    """Serve ``collector``'s figures on ``listen`` (``HOST:PORT``; port 0 picks one)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise MetricsError(f"metrics_listen: must be HOST:PORT, got {listen!r}")
+    registry = CollectorRegistry()
+    registry.register(collector)
+    try:
+        server, thread = start_http_server(int(port), host.strip("[]"), registry=registry)
+    except OSError as exc:
+        raise MetricsError(f"cannot serve metrics on {listen}: {exc}") from exc
+    bound = int(server.server_address[1])
+    logger.info("collector metrics on http://%s:%s/metrics", host, bound)
+    return MetricsServer(bound, server, thread)
