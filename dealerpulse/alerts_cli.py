@@ -15,7 +15,6 @@ import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dealerpulse import table
@@ -25,6 +24,7 @@ from dealerpulse.config import ConfigError, Option, host_port, optional_text, pa
 
 if TYPE_CHECKING:
     from collector.alerting.client import AlertsClient
+    from dealerpulse.tls import ClientTls
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,18 @@ ALERTS_OPTIONS = [
         lambda value: None if value in (None, "") else path(value),
         None,
         "PEM CA bundle of the collector's certificate (enables TLS)",
+    ),
+    Option(
+        "tls_cert",
+        lambda value: None if value in (None, "") else path(value),
+        None,
+        "PEM client certificate, for a collector that requires mutual TLS",
+    ),
+    Option(
+        "tls_key",
+        lambda value: None if value in (None, "") else path(value),
+        None,
+        "PEM private key of --tls-cert",
     ),
 ]
 
@@ -101,9 +113,8 @@ def _handler(name: str, work: Work) -> Callable[[argparse.Namespace, dict[str, A
         token = settings.get("token")
         if not token:
             raise ConfigError("token: give --token, DEALERPULSE_TOKEN or token in [alerts]")
-        root = _read_ca(settings.get("tls_ca"))
         try:
-            with connect(settings["collector"], token, root) as client:
+            with connect(settings["collector"], token, client_tls(settings)) as client:
                 return work(args, client)
         except AlertsCallError as exc:
             sys.stderr.write(f"dealerpulse alerts {name}: {exc.status}: {exc.details}\n")
@@ -112,13 +123,22 @@ def _handler(name: str, work: Work) -> Callable[[argparse.Namespace, dict[str, A
     return handler
 
 
-def _read_ca(ca: Path | None) -> bytes | None:
-    if ca is None:
+def client_tls(settings: dict[str, Any]) -> ClientTls | None:
+    """TLS of a CLI client from tls_ca/tls_cert/tls_key; None (plaintext) when none is set.
+
+    The files are read here, so a bad one is a ConfigError naming it.
+    """
+    from dealerpulse.tls import ClientTls, TlsError, channel_credentials
+
+    ca, cert, key = settings.get("tls_ca"), settings.get("tls_cert"), settings.get("tls_key")
+    if ca is None and cert is None and key is None:
         return None
     try:
-        return ca.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"tls_ca: cannot read {ca}: {exc}") from exc
+        tls = ClientTls(ca, cert, key)
+        channel_credentials(tls)
+    except TlsError as exc:
+        raise ConfigError(str(exc)) from None
+    return tls
 
 
 def out(text: str) -> None:

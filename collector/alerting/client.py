@@ -19,6 +19,7 @@ import grpc
 
 from collector.alerting.errors import AlertingError
 from dealerpulse.clock import from_unix_ms, to_unix_ms
+from dealerpulse.tls import ClientTls, channel_credentials
 from dealerpulse.v1 import alerts_pb2 as pb
 from dealerpulse.v1 import alerts_pb2_grpc
 
@@ -47,12 +48,15 @@ class RuleChanges:
 
 
 @contextmanager
-def connect(address: str, token: str, tls_root: bytes | None = None) -> Iterator[AlertsClient]:
-    """A client on a new channel (TLS when ``tls_root``, the CA bundle, is given)."""
-    if tls_root is None:
+def connect(address: str, token: str, tls: ClientTls | None = None) -> Iterator[AlertsClient]:
+    """A client on a new channel (TLS when ``tls`` is given; mutual TLS with its cert).
+
+    Raises :class:`dealerpulse.tls.TlsError` naming a bad TLS file.
+    """
+    if tls is None:
         channel = grpc.insecure_channel(address)
     else:
-        channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(tls_root))
+        channel = grpc.secure_channel(address, channel_credentials(tls))
     try:
         yield AlertsClient(alerts_pb2_grpc.AlertsStub(channel), token)  # type: ignore[no-untyped-call]
     finally:

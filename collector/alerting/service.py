@@ -1,19 +1,18 @@
 """The Alerts gRPC service: rules, alert episodes and silences, per caller.
 
-Callers send the same ``authorization: Bearer <token>`` metadata as agents.
-An admin token (``store.admin_token_hashes()``) may do everything; a dealer
-token only sees and changes its own dealer's rules, alerts and silences, and
-never those that apply to every dealer. What a dealer may not see answers
+Callers send the same ``authorization: Bearer <token>`` metadata as agents;
+:mod:`collector.auth` says who they are. An admin token may do everything; a
+dealer token only sees and changes its own dealer's rules, alerts and
+silences, and never those that apply to every dealer; a viewer token of a
+dealer sees what that dealer's token sees and changes nothing. What a dealer may not see answers
 NOT_FOUND, so ids of other dealers' objects are not revealed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -31,10 +30,9 @@ from collector.alerting.codec import (
 from collector.alerting.errors import AlertingError
 from collector.alerting.manage import AlertFilter, Conflict, NotFound
 from collector.alerting.rules import Rule
-from collector.ingest.auth import NotAuthenticated, TokenAuthenticator, bearer_token
+from collector.auth import Authenticator, NotAuthenticated, Principal, Role
 from collector.ingest.errors import StoreUnavailable
 from dealerpulse.clock import Clock, from_unix_ms
-from dealerpulse.tokens import hash_token
 from dealerpulse.v1 import alerts_pb2 as pb
 from dealerpulse.v1 import alerts_pb2_grpc
 
@@ -48,56 +46,52 @@ class PermissionDenied(AlertingError):
     """The caller's token does not reach that dealer (or needs to be an admin)."""
 
 
-@dataclass(frozen=True, slots=True)
 class Caller:
-    # None: an admin.
-    dealer_id: str | None
+    """What a principal may do with alerting objects, with the refusals worded for it."""
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
 
     @property
     def name(self) -> str:
-        return self.dealer_id or "admin"
+        return self.principal.name
 
     def may_see(self, dealer_id: str | None) -> bool:
-        return self.dealer_id is None or dealer_id == self.dealer_id
+        return self.principal.may_read(dealer_id)
 
     def require(self, dealer_id: str | None, what: str) -> None:
         """Refuse a change to ``dealer_id``'s objects (None: every dealer's)."""
-        if self.may_see(dealer_id):
+        principal = self.principal
+        if principal.may_write(dealer_id):
             return
+        if principal.role is Role.VIEWER:
+            raise PermissionDenied(
+                f"the viewer token of dealer {principal.dealer_id!r} is read-only: it cannot "
+                "change rules, acknowledge or resolve alerts, or change silences"
+            )
         if dealer_id is None:
             raise PermissionDenied(f"{what} for every dealer needs an admin token; set dealer_id")
-        raise PermissionDenied(f"dealer {self.dealer_id!r} may not change dealer {dealer_id!r}")
+        raise PermissionDenied(
+            f"dealer {principal.dealer_id!r} may not change dealer {dealer_id!r}"
+        )
 
     def scope(self, requested: str) -> str | None:
         """The dealer a listing is limited to."""
-        if self.dealer_id is None:
+        if self.principal.may_manage():
             return requested or None
-        if requested and requested != self.dealer_id:
-            raise PermissionDenied(f"dealer {self.dealer_id!r} may not list dealer {requested!r}")
-        return self.dealer_id
+        if requested and not self.principal.may_read(requested):
+            raise PermissionDenied(
+                f"dealer {self.principal.dealer_id!r} may not list dealer {requested!r}"
+            )
+        return self.principal.dealer_id
 
 
 class AlertsAuth:
     def __init__(self, store: MetricStore, clock: Clock, ttl_s: float = 10.0) -> None:
-        self._store = store
-        self._dealers = TokenAuthenticator(store, clock, ttl_s=ttl_s)
+        self._authenticator = Authenticator(store, clock, ttl_s=ttl_s)
 
     async def caller(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
-        token = bearer_token(metadata)
-        if await self._is_admin(hash_token(token)):
-            return Caller(None)
-        return Caller((await self._dealers.authenticate(metadata)).dealer_id)
-
-    async def _is_admin(self, token_hash: str) -> bool:
-        admin_hashes = getattr(self._store, "admin_token_hashes", None)
-        if admin_hashes is None:
-            return False
-        try:
-            hashes: list[str] = await asyncio.to_thread(admin_hashes)
-        except StoreError as exc:
-            raise StoreUnavailable(f"cannot check the token now: {exc}") from exc
-        matches = [hmac.compare_digest(token_hash, stored) for stored in hashes]
-        return any(matches)
+        return Caller(await self._authenticator.authenticate(metadata))
 
 
 _STATUS: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
@@ -112,10 +106,12 @@ _STATUS: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
 
 
 class AlertsService(alerts_pb2_grpc.AlertsServicer):
-    def __init__(self, engine: Engine, store: MetricStore, clock: Clock) -> None:
+    def __init__(
+        self, engine: Engine, store: MetricStore, clock: Clock, auth_ttl_s: float = 10.0
+    ) -> None:
         self._db = engine
         self._clock = clock
-        self._auth = AlertsAuth(store, clock)
+        self._auth = AlertsAuth(store, clock, auth_ttl_s)
 
     async def _run(
         self, context: grpc.aio.ServicerContext[Any, Any], work: Callable[[Caller], Awaitable[_T]]
@@ -201,14 +197,16 @@ class AlertsService(alerts_pb2_grpc.AlertsServicer):
 
         return await self._run(context, work)
 
-    async def _own_alert(self, caller: Caller, alert_id: int) -> None:
+    async def _own_alert(self, caller: Caller, alert_id: int, what: str) -> None:
+        """The alert must be the caller's to see (else NOT_FOUND) and to change."""
         episode = await self._db_call(manage.get_alert, alert_id)
         if not caller.may_see(episode.dealer_id):
             raise NotFound(f"no alert with id {alert_id}")
+        caller.require(episode.dealer_id, what)
 
     async def AcknowledgeAlert(self, request: pb.AcknowledgeAlertRequest, context: Any) -> pb.Alert:
         async def work(caller: Caller) -> pb.Alert:
-            await self._own_alert(caller, request.id)
+            await self._own_alert(caller, request.id, "an alert")
             by = request.by.strip() or caller.name
             episode = await self._db_call(
                 manage.acknowledge_alert, request.id, by, self._clock.now()
@@ -219,7 +217,7 @@ class AlertsService(alerts_pb2_grpc.AlertsServicer):
 
     async def ResolveAlert(self, request: pb.ResolveAlertRequest, context: Any) -> pb.Alert:
         async def work(caller: Caller) -> pb.Alert:
-            await self._own_alert(caller, request.id)
+            await self._own_alert(caller, request.id, "an alert")
             by = caller.name
             episode = await self._db_call(manage.resolve_alert, request.id, self._clock.now(), by)
             logger.info("alert %s resolved by hand by %s", request.id, caller.name)

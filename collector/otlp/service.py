@@ -36,6 +36,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from collector.abc import AgentInfo, MetricStore, StoreError, UnknownDealer
 from collector.ingest.auth import NotAuthenticated, TokenAuthenticator
 from collector.ingest.errors import IngestError
+from collector.ingest.stream import not_a_writer
 from collector.ingest.validate import Caller, Limits, validate_batch
 from collector.ingest.writer import BatchWriter
 from collector.otlp.convert import METRIC_NAME, ResourceStats, convert
@@ -94,17 +95,20 @@ class OtlpMetricsService:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         except IngestError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        dealer_id = principal.dealer_id
+        if dealer_id is None or not principal.may_ingest():
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, not_a_writer(principal))
         try:
             request = ExportMetricsServiceRequest.FromString(data)
         except DecodeError as exc:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"not an ExportMetricsServiceRequest: {exc}"
             )
-        self.cumulative.to_delta(principal.dealer_id, request)
+        self.cumulative.to_delta(dealer_id, request)
         converted = convert(request)
         rejected, reasons = converted.rejected_points, list(converted.reasons)
         for resource in converted.resources:
-            problem = await self._store_resource(principal.dealer_id, resource, len(data))
+            problem = await self._store_resource(dealer_id, resource, len(data))
             if problem is not None:
                 rejected += resource.points
                 reasons.append(problem)
@@ -113,7 +117,7 @@ class OtlpMetricsService:
         message = "; ".join(dict.fromkeys(reasons))[:1000]
         logger.info(
             "OTLP export of dealer %s: %s points rejected: %s",
-            principal.dealer_id,
+            dealer_id,
             rejected,
             message,
         )

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, or_, select, update
 from sqlalchemy.engine import make_url
 
 from collector.abc import (
@@ -27,17 +28,36 @@ from collector.store import reads
 from collector.store.dialect import insert_ignoring_conflicts
 from collector.store.engine import WRITE_OPTION, SqliteSync, create_store_engine, translated_errors
 from collector.store.errors import AgentConflict
+from collector.store.pool import PoolSettings
 from collector.store.records import EndpointRecord
-from collector.store.schema import agents, dealer_tokens, dealers
+from collector.store.schema import agents, dealer_tokens, dealers, series
+from collector.store.series import labels_from_json
 from collector.store.writer import BatchWriter
 from dealerpulse.clock import Clock, SystemClock
 from dealerpulse.config import redact_url
-from dealerpulse.model import MetricBatch, WriteResult
+from dealerpulse.model import Labels, MetricBatch, WriteResult
 from dealerpulse.tokens import validate_dealer_id
 
 logger = logging.getLogger(__name__)
 
-TOKEN_ROLES = ("dealer", "admin")
+TOKEN_ROLES = ("dealer", "viewer", "admin")
+# How many hex digits of a token's hash name it in listings and `dealer revoke`.
+FINGERPRINT_LEN = 12
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A stored token, as operators see it: never the token, a fingerprint of its hash."""
+
+    id: int
+    dealer_id: str | None
+    role: str
+    fingerprint: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    def valid_at(self, moment: datetime) -> bool:
+        return self.revoked_at is None or self.revoked_at > moment
 
 
 class SQLAlchemyMetricStore(MetricStore):
@@ -46,6 +66,13 @@ class SQLAlchemyMetricStore(MetricStore):
     ``clock`` decides which tokens are valid now (a revocation may lie in the
     future). ``engine`` is public so that other parts (alerting, reporter)
     can run their own queries on the same pool.
+
+    The pool (size, idle and connect timeouts, slow-query log; see
+    :mod:`collector.store.pool`): ``pool`` when given, the settings a command
+    resolved (flag > environment > config file > default); otherwise the
+    environment's DB_POOL_* and SLOW_QUERY_MS variables, where ``pool_size``
+    (the caller's own choice) stands in for an unset DB_POOL_SIZE before the
+    default of 20. Giving both is refused: which size wins would be a guess.
     """
 
     def __init__(
@@ -53,19 +80,26 @@ class SQLAlchemyMetricStore(MetricStore):
         url: str,
         *,
         clock: Clock | None = None,
-        pool_size: int = 20,
+        pool_size: int | None = None,
         busy_timeout_s: float = 10.0,
         sqlite_synchronous: SqliteSync = "FULL",
         sqlite_cache_mib: int = 64,
+        pool: PoolSettings | None = None,
     ) -> None:
+        if pool is not None and pool_size is not None:
+            raise ValueError(
+                "give pool_size or pool (PoolSettings), not both: "
+                f"pool_size={pool_size}, pool.size={pool.size}"
+            )
         self._url = url
         self._clock = clock or SystemClock()
+        self._pool = pool or PoolSettings.from_env(size=pool_size)
         self._engine = create_store_engine(
             url,
-            pool_size=pool_size,
             busy_timeout_s=busy_timeout_s,
             sqlite_synchronous=sqlite_synchronous,
             sqlite_cache_mib=sqlite_cache_mib,
+            pool=self._pool,
         )
         self._writer = BatchWriter(self._engine)
 
@@ -75,6 +109,11 @@ class SQLAlchemyMetricStore(MetricStore):
     @property
     def engine(self) -> Engine:
         return self._engine
+
+    @property
+    def pool_settings(self) -> PoolSettings:
+        """The pool settings in force (see the class docstring for where they come from)."""
+        return self._pool
 
     @property
     def dialect(self) -> str:
@@ -125,17 +164,88 @@ class SQLAlchemyMetricStore(MetricStore):
         return [Dealer(row.dealer_id, row.name, row.created_at) for row in rows]
 
     def token_hashes(self, dealer_id: str) -> list[str]:
+        """Hashes of the dealer's valid tokens that may write (role dealer, not viewer)."""
+        return [h for h, role in self.token_roles(dealer_id).items() if role == "dealer"]
+
+    def token_roles(self, dealer_id: str) -> dict[str, str]:
+        """The dealer's tokens valid now: hash -> role ("dealer" or "viewer")."""
         now = self._clock.now()
         query = (
-            select(dealer_tokens.c.token_hash)
-            .where(
-                dealer_tokens.c.dealer_id == dealer_id,
-                or_(dealer_tokens.c.revoked_at.is_(None), dealer_tokens.c.revoked_at > now),
-            )
+            select(dealer_tokens.c.token_hash, dealer_tokens.c.role)
+            .where(dealer_tokens.c.dealer_id == dealer_id, _valid_at(now))
             .order_by(dealer_tokens.c.id)
         )
         with self._reading("reading token hashes") as connection:
-            return list(connection.scalars(query))
+            return {row.token_hash: row.role for row in connection.execute(query)}
+
+    def list_tokens(self, dealer_id: str | None) -> list[TokenRecord]:
+        """Every token of the dealer (None: the admin tokens), revoked ones included."""
+        owner = (
+            dealer_tokens.c.dealer_id.is_(None)
+            if dealer_id is None
+            else dealer_tokens.c.dealer_id == dealer_id
+        )
+        query = select(dealer_tokens).where(owner).order_by(dealer_tokens.c.id)
+        with self._reading("listing tokens") as connection:
+            return [
+                TokenRecord(
+                    row.id,
+                    row.dealer_id,
+                    row.role,
+                    row.token_hash[:FINGERPRINT_LEN],
+                    row.created_at,
+                    row.revoked_at,
+                )
+                for row in connection.execute(query)
+            ]
+
+    def rotate_token(
+        self, dealer_id: str, token_hash: str, now: datetime, revoke_old_at: datetime
+    ) -> int:
+        """Add a dealer token and make the dealer's other dealer tokens invalid from
+        ``revoke_old_at`` (``now``: at once), in one transaction. Returns how many."""
+        if revoke_old_at < now:
+            raise ValueError("revoke_old_at must not be before now")
+        with self._writing(f"rotating the token of dealer {dealer_id!r}") as connection:
+            if not _dealer_exists(connection, dealer_id):
+                raise UnknownDealer(f"dealer {dealer_id!r} is not registered")
+            old = (
+                update(dealer_tokens)
+                .where(
+                    dealer_tokens.c.dealer_id == dealer_id,
+                    dealer_tokens.c.role == "dealer",
+                    or_(
+                        dealer_tokens.c.revoked_at.is_(None),
+                        dealer_tokens.c.revoked_at > revoke_old_at,
+                    ),
+                )
+                .values(revoked_at=revoke_old_at)
+            )
+            revoked = connection.execute(old).rowcount
+            self._insert_token(connection, dealer_id, token_hash, now, "dealer")
+        return int(revoked)
+
+    def revoke_tokens(
+        self, dealer_id: str | None, at: datetime, fingerprint: str | None = None
+    ) -> int:
+        """Revoke the dealer's tokens (None: admin tokens) valid at ``at``; only those
+        whose hash starts with ``fingerprint`` when given. Returns how many."""
+        owner = (
+            dealer_tokens.c.dealer_id.is_(None)
+            if dealer_id is None
+            else dealer_tokens.c.dealer_id == dealer_id
+        )
+        statement = update(dealer_tokens).where(owner, _valid_at(at)).values(revoked_at=at)
+        if fingerprint is not None:
+            if len(fingerprint) < 6 or not all(c in "0123456789abcdef" for c in fingerprint):
+                raise ValueError(
+                    f"token fingerprint {fingerprint!r}: give at least 6 hex digits "
+                    "as `dealerpulse dealer tokens` shows them"
+                )
+            # Hex digits only (checked above), so LIKE needs no escaping.
+            statement = statement.where(dealer_tokens.c.token_hash.like(f"{fingerprint}%"))
+        with self._writing("revoking tokens") as connection:
+            return int(connection.execute(statement).rowcount)
 
     def add_token(
         self, dealer_id: str | None, token_hash: str, now: datetime, role: str = "dealer"
@@ -160,8 +270,7 @@ class SQLAlchemyMetricStore(MetricStore):
         """Hashes of the admin tokens that are valid now."""
         now = self._clock.now()
         query = select(dealer_tokens.c.token_hash).where(
-            dealer_tokens.c.role == "admin",
-            or_(dealer_tokens.c.revoked_at.is_(None), dealer_tokens.c.revoked_at > now),
+            dealer_tokens.c.role == "admin", _valid_at(now)
         )
         with self._reading("reading admin token hashes") as connection:
             return list(connection.scalars(query))
@@ -172,8 +281,10 @@ class SQLAlchemyMetricStore(MetricStore):
     ) -> None:
         if role not in TOKEN_ROLES:
             raise ValueError(f"token role must be one of {', '.join(TOKEN_ROLES)}, not {role!r}")
-        if role == "dealer" and dealer_id is None:
-            raise ValueError("a dealer token needs a dealer_id")
+        if role != "admin" and dealer_id is None:
+            raise ValueError(f"a {role} token needs a dealer_id")
+        if role == "admin" and dealer_id is not None:
+            raise ValueError("an admin token belongs to no dealer; dealer_id must be None")
         if not token_hash:
             raise ValueError("token_hash must not be empty")
         connection.execute(
@@ -222,9 +333,25 @@ class SQLAlchemyMetricStore(MetricStore):
             )
             return int(row.last_seq)
 
+    def agent_series(self, agent_id: str) -> list[tuple[str, Labels]]:
+        """(name, labels) of every series the agent has (for the per-agent series limit)."""
+        query = select(series.c.name, series.c.labels).where(series.c.agent_id == agent_id)
+        with self._reading(f"listing the series of agent {agent_id!r}") as connection:
+            return [(row.name, labels_from_json(row.labels)) for row in connection.execute(query)]
+
     def list_agents(self, dealer_id: str | None = None) -> list[AgentRecord]:
         with self._reading("listing agents") as connection:
             return reads.list_agents(connection, dealer_id)
+
+    def record_clock_offset(self, dealer_id: str, agent_id: str, offset_ms: int) -> None:
+        # Only the token's dealer's own agent: no row of another dealer is touched.
+        query = (
+            update(agents)
+            .where(agents.c.agent_id == agent_id, agents.c.dealer_id == dealer_id)
+            .values(clock_offset_ms=offset_ms)
+        )
+        with self._writing(f"recording the clock offset of agent {agent_id!r}") as connection:
+            connection.execute(query)
 
     # ---- samples and bookkeeping
 
@@ -282,6 +409,11 @@ class SQLAlchemyMetricStore(MetricStore):
                 yield connection
 
 
+def _valid_at(moment: datetime) -> ColumnElement[bool]:
+    """Tokens not revoked at ``moment`` (a revocation may be set for later: rotation grace)."""
+    return or_(dealer_tokens.c.revoked_at.is_(None), dealer_tokens.c.revoked_at > moment)
+
+
 def _dealer_exists(connection: Connection, dealer_id: str) -> bool:
     query = select(dealers.c.dealer_id).where(dealers.c.dealer_id == dealer_id)
     return connection.scalar(query) is not None
@@ -291,10 +423,11 @@ def open_store(
     url: str,
     *,
     clock: Clock | None = None,
-    pool_size: int = 20,
+    pool_size: int | None = None,
     busy_timeout_s: float = 10.0,
     sqlite_synchronous: SqliteSync = "FULL",
     sqlite_cache_mib: int = 64,
+    pool: PoolSettings | None = None,
 ) -> SQLAlchemyMetricStore:
     """A store on ``url`` with its schema migrated to the newest version.
 
@@ -311,6 +444,7 @@ def open_store(
         busy_timeout_s=busy_timeout_s,
         sqlite_synchronous=sqlite_synchronous,
         sqlite_cache_mib=sqlite_cache_mib,
+        pool=pool,
     )
     try:
         store.migrate()
