@@ -10,6 +10,8 @@ from typing import TextIO
 # Matches dealer tokens (dealerpulse.tokens) wherever they might slip into a message.
 _TOKEN_RE = re.compile(r"dp1\.([a-z0-9-]+)\.[A-Za-z0-9_-]+")
 _ADMIN_TOKEN_RE = re.compile(r"dp1-admin\.[A-Za-z0-9_-]+")
+# Other secrets known at run time (API keys of integrations), replaced verbatim.
+_SECRETS: set[str] = set()
 
 
 class RedactTokens(logging.Filter):
@@ -17,7 +19,7 @@ class RedactTokens(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "dp1" in message:
+        if "dp1" in message or _SECRETS:
             record.msg = scrub(message)
             record.args = None
         return True
@@ -25,7 +27,16 @@ class RedactTokens(logging.Filter):
 
 def scrub(text: str) -> str:
     text = _ADMIN_TOKEN_RE.sub("dp1-admin.***", text)
+    # A copy: another thread may register a secret meanwhile.
+    for secret in sorted(_SECRETS.copy(), key=len, reverse=True):
+        text = text.replace(secret, "***")
     return _TOKEN_RE.sub(r"dp1.\1.***", text)
+
+
+def register_secret(value: str) -> None:
+    """Scrub this exact value from every log record from now on (an API key, a password)."""
+    if value:
+        _SECRETS.add(value)
 
 
 class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
@@ -55,3 +66,8 @@ def setup(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # Alembic narrates every plugin and context at INFO; its news is the migration we log.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+    # APScheduler logs every run of every job at INFO (several a second); our jobs
+    # log what they did, and a job's failure still comes through as a warning.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    # uvicorn's access log would repeat every dashboard refresh.
+    logging.getLogger("uvicorn.access").setLevel(max(logging.WARNING, root.level))

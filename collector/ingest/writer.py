@@ -21,7 +21,7 @@ import logging
 import math
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -31,7 +31,7 @@ from collector.ingest.codec import Rejection
 from collector.ingest.errors import BatchRefused, Overloaded, StoreUnavailable, WriterClosed
 from collector.store.errors import AgentConflict, StoreWriteError
 from dealerpulse.clock import Clock
-from dealerpulse.model import MetricBatch, WriteResult
+from dealerpulse.model import MetricBatch, WriteOutcome, WriteResult
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ class BatchWriter:
         clock: Clock,
         retry: RetryPolicy | None = None,
         retry_after_bounds_s: tuple[float, float] = (0.1, 10.0),
+        on_committed: Callable[[Sequence[MetricBatch]], None] | None = None,
     ) -> None:
         if max_queue_samples < 1 or max_group_samples < 1 or max_group_delay_s < 0:
             raise ValueError(
@@ -102,6 +103,9 @@ class BatchWriter:
         self._clock = clock
         self._retry = retry or RetryPolicy()
         self._retry_after_bounds_s = retry_after_bounds_s
+        # Called on the writer thread with the batches a group newly stored
+        # (duplicates excluded); it must hand them over without blocking.
+        self._on_committed = on_committed
         self._cond = threading.Condition()
         self._queue: deque[_Pending] = deque()
         self._queued_samples = 0
@@ -244,6 +248,23 @@ class BatchWriter:
         self._record_commit(group, results, latency_s)
         for pending, result in zip(group, results, strict=True):
             _settle(pending, result)
+        self._notify_committed(batches, results)
+
+    def _notify_committed(self, batches: list[MetricBatch], results: list[WriteResult]) -> None:
+        if self._on_committed is None:
+            return
+        stored = [
+            batch
+            for batch, result in zip(batches, results, strict=True)
+            if result.outcome is WriteOutcome.STORED
+        ]
+        if not stored:
+            return
+        try:
+            self._on_committed(stored)
+        except Exception:
+            # A bug in a listener must not kill the only writer thread.
+            logger.exception("the on_committed callback raised")
 
     def _isolate(self, group: list[_Pending], cause: StoreError) -> None:
         """Split a refused group until the refused batch is alone; write the rest."""
