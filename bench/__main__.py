@@ -26,6 +26,13 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "ingest": ("bench.ingest", []),
     "middleware": ("bench.middleware", ["--json", str(RESULTS / "middleware.json")]),
     "agent_overhead": ("bench.agent_overhead", []),
+    "realtime": ("bench.realtime", []),
+    "analytics": ("bench.analytics", []),
+    # Against peers (issue 8); influx and collectd need `make bench-deps` (apt).
+    "ingest_matrix": ("bench.ingest_matrix", []),
+    "influx": ("bench.influx", []),
+    "collectd": ("bench.collectd", []),
+    "alert_latency": ("bench.alert_latency", []),
 }
 
 

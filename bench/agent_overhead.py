@@ -26,7 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,10 +125,11 @@ def _stored(db_url: str, agent_id: str) -> tuple[int, int]:
     return len(committed), sum(committed.values())
 
 
-def measure(
-    interval_s: float, seconds: float, warmup_s: float, port: int, token: str, tmp: Path
-) -> tuple[Run, int]:
-    """One agent process at one interval; the Run and the agent's pid (for logs)."""
+@contextmanager
+def running_agent(
+    interval_s: float, port: int, token: str, tmp: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The real agent (default settings) at ``interval_s``, until the block ends."""
     agent_id = f"bench-{interval_s:g}s"
     log: IO[bytes] = open(tmp / f"agent-{agent_id}.log", "wb")  # noqa: SIM115 - closed below
     agent = subprocess.Popen(
@@ -150,6 +152,19 @@ def measure(
         env={**_env(tmp), "DEALERPULSE_TOKEN": token},
     )
     try:
+        yield agent
+    finally:
+        agent.terminate()
+        agent.wait(30)
+        log.close()
+
+
+def measure(
+    interval_s: float, seconds: float, warmup_s: float, port: int, token: str, tmp: Path
+) -> tuple[Run, int]:
+    """One agent process at one interval; the Run and the agent's pid (for logs)."""
+    agent_id = f"bench-{interval_s:g}s"
+    with running_agent(interval_s, port, token, tmp) as agent:
         watched = psutil.Process(agent.pid)
         time.sleep(warmup_s)  # start-up is not steady state; a benchmark window, not a sync
         before = watched.cpu_times()
@@ -159,10 +174,6 @@ def measure(
         window_s = time.monotonic() - started
         memory = watched.memory_full_info()
         peak = _peak_rss_bytes(agent.pid)
-    finally:
-        agent.terminate()
-        agent.wait(30)
-        log.close()
     cpu_s = (after.user + after.system) - (before.user + before.system)
     batches, samples = _stored(f"sqlite:///{tmp / 'collector.db'}", agent_id)
     run = Run(
@@ -181,29 +192,36 @@ def measure(
     return run, agent.pid
 
 
+@contextmanager
+def running_collector(tmp: Path) -> Iterator[tuple[int, str]]:
+    """A collector on a SQLite file in ``tmp`` with one dealer: (port, the dealer's token)."""
+    db_url = f"sqlite:///{tmp / 'collector.db'}"
+    env = _env(tmp)
+    token = _add_dealer(db_url, env)
+    port = _free_port()
+    collector_log = open(tmp / "collector.log", "wb")  # noqa: SIM115 - closed below
+    collector = subprocess.Popen(
+        [*DEALERPULSE, "collector", "--listen", f"127.0.0.1:{port}", "--db", db_url],
+        stdout=collector_log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        _wait_for(lambda: _accepting(port) or collector.poll() is not None, "the collector")
+        if collector.poll() is not None:
+            raise SystemExit((tmp / "collector.log").read_text())
+        yield port, token
+    finally:
+        collector.terminate()
+        collector.wait(30)
+        collector_log.close()
+
+
 def run_all(intervals: Sequence[float], seconds: float, warmup_s: float) -> list[Run]:
     with tempfile.TemporaryDirectory(prefix="dp-bench-agent-") as tmp_name:
         tmp = Path(tmp_name)
-        db_url = f"sqlite:///{tmp / 'collector.db'}"
-        env = _env(tmp)
-        token = _add_dealer(db_url, env)
-        port = _free_port()
-        collector_log = open(tmp / "collector.log", "wb")  # noqa: SIM115 - closed below
-        collector = subprocess.Popen(
-            [*DEALERPULSE, "collector", "--listen", f"127.0.0.1:{port}", "--db", db_url],
-            stdout=collector_log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        try:
-            _wait_for(lambda: _accepting(port) or collector.poll() is not None, "the collector")
-            if collector.poll() is not None:
-                raise SystemExit((tmp / "collector.log").read_text())
+        with running_collector(tmp) as (port, token):
             return [measure(i, seconds, warmup_s, port, token, tmp)[0] for i in intervals]
-        finally:
-            collector.terminate()
-            collector.wait(30)
-            collector_log.close()
 
 
 def table(runs: Sequence[Run]) -> str:

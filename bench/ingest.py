@@ -86,6 +86,8 @@ def machine() -> dict[str, Any]:
         "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        # The machine is shared with other jobs: the load says how much.
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
 
 

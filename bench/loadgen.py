@@ -15,7 +15,10 @@ waiting for a free window slot is included (no coordinated omission).
     python -m bench.loadgen --target 127.0.0.1:50051 --token TOKEN \
         --streams 100 --batch-samples 500 --duration-s 20 [--rate-samples-s N]
 
-Prints one JSON object (:class:`Result`).
+Prints one JSON object (:class:`Result`). Several load generators can run as
+one (bench.ingest_matrix): ``--start-at`` makes their timed loops start at the
+same wall-clock moment, and ``--latencies`` writes each one's raw measured ack
+latencies so that percentiles can be taken over all of them.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import grpc
 
@@ -87,7 +92,30 @@ class Tally:
             self.measured_samples += samples
 
 
-def build_sample_blocks(count: int, batch_samples: int, start_ms: int) -> list[bytes]:
+def sample_rows(
+    seq: int, batch_samples: int, start_ms: int, series_per_agent: int | None = None
+) -> Iterator[tuple[str, str, float, int]]:
+    """(name, instance label, value, time_ms) of the samples of batch ``seq``.
+
+    ``series_per_agent`` None: one point per series (``batch_samples`` series).
+    Fewer series: each gets several points per batch, spread over the interval.
+    """
+    series = series_per_agent or batch_samples
+    step_ms = INTERVAL_MS // -(-batch_samples // series)
+    at = start_ms + seq * INTERVAL_MS
+    for i in range(batch_samples):
+        k = i % series
+        yield (
+            f"bench.metric_{k % SERIES_PER_NAME}",
+            str(k // SERIES_PER_NAME),
+            float(i) + seq / 7,
+            at + (i // series) * step_ms,
+        )
+
+
+def build_sample_blocks(
+    count: int, batch_samples: int, start_ms: int, series_per_agent: int | None = None
+) -> list[bytes]:
     """The encoded ``samples`` field of each seq's batch, shared by every stream.
 
     Realistic host-metric shape: many series, one point each per interval.
@@ -96,16 +124,12 @@ def build_sample_blocks(count: int, batch_samples: int, start_ms: int) -> list[b
     """
     blocks = []
     for seq in range(1, count + 1):
-        at = start_ms + seq * INTERVAL_MS
         holder = ingest_pb2.Batch()
-        for i in range(batch_samples):
-            sample = holder.samples.add(
-                name=f"bench.metric_{i % SERIES_PER_NAME}",
-                value=float(i) + seq / 7,
-                unit="count",
-                time_unix_ms=at,
-            )
-            sample.labels["instance"] = str(i // SERIES_PER_NAME)
+        for name, instance, value, time_ms in sample_rows(
+            seq, batch_samples, start_ms, series_per_agent
+        ):
+            sample = holder.samples.add(name=name, value=value, unit="count", time_unix_ms=time_ms)
+            sample.labels["instance"] = instance
         blocks.append(holder.SerializeToString())
     return blocks
 
@@ -226,12 +250,15 @@ async def main_async(args: argparse.Namespace) -> Result:
     per_stream = args.batches_per_stream
     start_ms = int(time.time() * 1000) - (per_stream + 1) * INTERVAL_MS
     run = uuid.uuid4().hex[:8]
-    blocks = build_sample_blocks(per_stream, args.batch_samples, start_ms)
+    blocks = build_sample_blocks(per_stream, args.batch_samples, start_ms, args.series_per_agent)
     agent_ids = [f"bench-{run}-{i}" for i in range(args.streams)]
     payloads = [build_batches(dealer_id, agent, blocks, start_ms) for agent in agent_ids]
     channels = [grpc.aio.insecure_channel(args.target) for _ in range(args.channels)]
     for channel in channels:
         await asyncio.wait_for(channel.channel_ready(), timeout=30)
+    if args.start_at is not None:
+        # Wall clock, so that separate load-generator processes start together.
+        await asyncio.sleep(max(0.0, args.start_at - time.time()))
     cpu_started = time.process_time()
     started = time.monotonic()
     deadline = started + args.duration_s
@@ -264,6 +291,8 @@ async def main_async(args: argparse.Namespace) -> Result:
         pacer.cancel()
     for channel in channels:
         await channel.close(grace=None)
+    if args.latencies is not None:
+        args.latencies.write_text(json.dumps([round(ms, 3) for ms in tally.latencies_ms]))
     measured_s = max(1e-9, args.duration_s - args.warmup_s)
     return Result(
         streams=args.streams,
@@ -300,6 +329,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--channels", type=int, default=8)
     parser.add_argument("--batch-samples", type=int, default=500)
     parser.add_argument("--batches-per-stream", type=int, default=80)
+    parser.add_argument(
+        "--series-per-agent", type=int, default=None, help="default: one per batch sample"
+    )
     parser.add_argument("--window", type=int, default=4, help="unacked batches per stream")
     parser.add_argument("--duration-s", type=float, default=20.0)
     parser.add_argument(
@@ -307,9 +339,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--drain-timeout-s", type=float, default=30.0)
     parser.add_argument("--rate-samples-s", type=float, default=None, help="open-loop rate")
+    parser.add_argument(
+        "--start-at", type=float, default=None, help="unix time to start sending at"
+    )
+    parser.add_argument(
+        "--latencies", type=Path, default=None, help="write the measured ack latencies (JSON)"
+    )
     args = parser.parse_args(argv)
     if not 0 <= args.warmup_s < args.duration_s:
         parser.error("--warmup-s must be at least 0 and below --duration-s")
+    if args.series_per_agent is not None and not 1 <= args.series_per_agent <= args.batch_samples:
+        parser.error("--series-per-agent must be between 1 and --batch-samples")
     return args
 
 
