@@ -106,6 +106,45 @@ def test_a_running_collector_notifies_one_firing_then_one_resolved(
     asyncio.run(scenario())
 
 
+def test_a_tick_that_queues_a_notice_sends_it_without_waiting_for_the_dispatch_interval(
+    store: SQLAlchemyMetricStore, slack: FakeSlack
+) -> None:
+    """Alert latency is one evaluation interval plus a send, not plus a dispatch interval."""
+    clock = FakeClock(NOW)
+    add_dealer(store)
+    # No group wait (that delay is its own setting); scheduled dispatch only hourly.
+    settings = dataclasses.replace(
+        FAST,
+        dispatch_interval_s=3600.0,
+        alert_group_wait_s=0.0,
+        slack_webhook_url=slack.webhook_url,
+    )
+
+    async def scenario() -> None:
+        server = CollectorServer(store, "127.0.0.1:0", settings, clock)
+        await server.start()
+        scene = Scene(store, server, clock)
+        try:
+            for _ in range(MAX_STEPS):
+                if _headlines(slack):
+                    break
+                clock.advance(STEP_S)
+                scene.write_cpu(95.0)
+                target = server.alert_job_stats().ticks + 2
+                await _wait_until(
+                    lambda t=target: server.alert_job_stats().ticks >= t,  # type: ignore[misc]
+                    "two ticks",
+                )
+            await _wait_until(lambda: len(_headlines(slack)) >= 1, "the firing at Slack")
+            # The hourly scheduled dispatch has not come round: the tick's own sent it.
+            assert server.alert_job_stats().dispatches >= 1
+        finally:
+            await server.stop(5)
+        assert _headlines(slack)[0].startswith("[FIRING] warning: builtin:cpu")
+
+    asyncio.run(scenario())
+
+
 def test_builtins_are_synced_at_start_with_the_configured_thresholds_and_channels(
     store: SQLAlchemyMetricStore, slack: FakeSlack
 ) -> None:
