@@ -43,6 +43,8 @@ ROW_OVERHEAD_BYTES = 128
 SPOOL_FULL = "spool_full"
 TOO_LARGE = "too_large"
 REJECTED = "rejected"
+# The disk refused a write (ENOSPC): the batch could not be stored at all.
+DISK_FULL = "disk_full"
 # Evictions free this much beyond what is needed, so that the gap row the
 # eviction adds to the rebuilt batch does not force a second round.
 _EVICTION_SLACK_BYTES = 4096
@@ -138,6 +140,8 @@ class SqliteSpool:
         self._boot_id = boot_id or secrets.token_hex(16)
         self._agent_version = agent_version
         self._db = _connect(self.path)
+        # Samples of appends the disk refused, counted in the next write that succeeds.
+        self._unrecorded_losses = 0
         try:
             self.agent_id = self._init_schema(agent_id)
             self._bytes, self._batches, self._samples = self._load_totals()
@@ -174,11 +178,32 @@ class SqliteSpool:
     def append(self, samples: Sequence[Sample], endpoints: Sequence[EndpointStat] = ()) -> int:
         """Build, encode and store one batch with its counters, atomically; returns its seq."""
         count = len(samples) + len(endpoints)
+        carried = self._unrecorded_losses
+        try:
+            seq = self._append(samples, endpoints, count, carried)
+        except SpoolError:
+            # A full disk: nothing of the batch was written. Count it as soon as
+            # a write succeeds, so the loss is visible, never silent.
+            self._unrecorded_losses += count
+            raise
+        self._unrecorded_losses -= carried
+        return seq
+
+    def _append(
+        self,
+        samples: Sequence[Sample],
+        endpoints: Sequence[EndpointStat],
+        count: int,
+        earlier_losses: int,
+    ) -> int:
         created_ms = unix_ms(self._clock)
         from_ms, to_ms = _time_range(samples, endpoints, created_ms)
         with self._transaction(durable=True):
             seq = self._take_seq()
             self._bump("generated", count)
+            if earlier_losses:
+                self._bump("generated", earlier_losses)
+                self._bump("dropped." + DISK_FULL, earlier_losses)
             for _ in range(_MAX_BUILD_ROUNDS):
                 gaps = self._pending_gaps()
                 payload = encode_batch(self._batch(seq, created_ms, samples, endpoints, gaps))
@@ -406,7 +431,10 @@ class SqliteSpool:
             yield
             self._db.execute("COMMIT")
         except BaseException as exc:
-            self._db.execute("ROLLBACK")
+            # SQLite rolls back by itself on some errors (SQLITE_FULL): then there is
+            # nothing left to roll back, and ROLLBACK itself would raise.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             self._bytes, self._batches, self._samples = self._load_totals()
             if isinstance(exc, sqlite3.Error):
                 raise SpoolError(f"spool {self.path}: write failed: {exc}") from exc

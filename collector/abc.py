@@ -55,6 +55,8 @@ class AgentRecord:
     dropped_samples: dict[str, int]
     spool_bytes: int
     spool_batches: int
+    # The agent's clock minus the collector's, as last estimated (None: not known).
+    clock_offset_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +142,13 @@ class MetricStore(ABC):
 
     @abstractmethod
     def list_agents(self, dealer_id: str | None = None) -> list[AgentRecord]: ...
+
+    def record_clock_offset(self, dealer_id: str, agent_id: str, offset_ms: int) -> None:
+        """Remember how far the dealer's agent's clock is ahead (+) or behind (-) ours.
+
+        Not abstract: a store that does not keep it ignores it.
+        """
+        return None
 
     @abstractmethod
     def latest_samples(

@@ -62,6 +62,8 @@ class AgentStatus:
     net_sent_bytes_per_s: float | None
     spool_batches: int
     dropped_samples: int
+    # The agent's clock minus the collector's (None: not estimated yet).
+    clock_offset_ms: int | None = None
 
 
 def agent_statuses(store: MetricStore, dealer_id: str | None = None) -> list[AgentStatus]:
@@ -103,6 +105,7 @@ def _status_of(agent: AgentRecord, samples: list[LatestSample]) -> AgentStatus:
         net_sent_bytes_per_s=net("net.sent_bytes_per_s"),
         spool_batches=agent.spool_batches,
         dropped_samples=sum(agent.dropped_samples.values()),
+        clock_offset_ms=agent.clock_offset_ms,
     )
 
 

@@ -52,13 +52,13 @@ class DealerPulseASGIMiddleware:
             await self.app(scope, receive, send)
             return
         started = self.recorder.start()
-        status = 0
+        status: object = None
         error = ""
 
         async def send_and_watch(message: Message) -> None:
             nonlocal status
             if message.get("type") == "http.response.start":
-                status = message.get("status", 0)
+                status = message.get("status", "missing")
             await send(message)
 
         try:
@@ -67,13 +67,11 @@ class DealerPulseASGIMiddleware:
             error = describe_error(exc)
             raise
         finally:
-            # Cancelled (client gone) without an answer: no error of the app's.
-            final_status = status or (500 if error else CLIENT_CLOSED)
             self.recorder.finish(
                 started,
                 lambda: self._route(scope),
                 str(scope.get("method", "")),
-                final_status,
+                recorded_status(status, error),
                 error,
             )
 
@@ -86,3 +84,14 @@ class DealerPulseASGIMiddleware:
         if asgi_unmatched(scope):
             return UNMATCHED_ROUTE
         return template_from_path(str(scope.get("path", "/")))
+
+
+def recorded_status(status: object, error: str) -> int:
+    """The status a request's record carries: the app's when it is an HTTP status; 500
+    when the app raised or started a response no server can send (status 1, "200",
+    none at all); 499 when it was cancelled (client gone) before answering."""
+    if type(status) is int and 100 <= status <= 599:
+        return status
+    if error or status is not None:
+        return 500
+    return CLIENT_CLOSED

@@ -59,7 +59,9 @@ _FAILPOINT = os.environ.get("DEALERPULSE_FAILPOINT", "")
 class DispatchPolicy:
     # A claimed row is hidden this long: longer than any send may take.
     lease_s: float = 120.0
-    max_attempts: int = 8
+    # 5 s doubling to 15 min: 16 attempts span about 2 h 6 min, so a channel down
+    # for an hour or two still gets the message (8 gave up after 10.6 min).
+    max_attempts: int = 16
     base_backoff_s: float = 5.0
     max_backoff_s: float = 900.0
     batch_size: int = 50

@@ -165,6 +165,18 @@ def encode_write_result(seq: int, result: WriteResult) -> pb.Ack:
     return encode_rejection(seq, conflict_rejection(seq))
 
 
+def encode_partly_stored(seq: int, result: WriteResult, refusal: Rejection) -> pb.Ack:
+    """STORED, with code/field/message saying which samples were left out and why."""
+    return pb.Ack(
+        seq=seq,
+        status=pb.Ack.STORED,
+        samples_stored=result.samples_stored,
+        code=_code_number(refusal.code),
+        field=refusal.field,
+        message=refusal.message,
+    )
+
+
 def conflict_rejection(seq: int) -> Rejection:
     return Rejection(
         grpc.StatusCode.INVALID_ARGUMENT,

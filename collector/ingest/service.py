@@ -8,12 +8,21 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from collector.abc import MetricStore, StoreError, UnknownDealer
 from collector.ingest import codec
-from collector.ingest.auth import DealerDirectory, NotAuthenticated, Principal, TokenAuthenticator
+from collector.ingest.auth import DealerDirectory, NotAuthenticated, TokenAuthenticator
 from collector.ingest.errors import StoreUnavailable
-from collector.ingest.stream import StreamConfig, StreamDeps, StreamEnd, StreamSession
+from collector.ingest.limits import DealerRateLimiter, SeriesLimiter
+from collector.ingest.stream import (
+    StreamConfig,
+    StreamDeps,
+    StreamEnd,
+    StreamSession,
+    WriterPrincipal,
+    not_a_writer,
+)
 from collector.ingest.validate import validate_agent
 from collector.ingest.writer import BatchWriter
 from collector.store.errors import AgentConflict
@@ -26,6 +35,7 @@ logger = logging.getLogger(__name__)
 HelloContext = grpc.aio.ServicerContext[pb.HelloRequest, pb.HelloResponse]
 StreamContext = grpc.aio.ServicerContext[pb.Batch, pb.Ack]
 SHUTTING_DOWN = "collector shutting down; reconnect to another collector or retry shortly"
+INGEST_SERVICE_NAME = "dealerpulse.v1.Ingest"
 
 
 class IngestService(pb_grpc.IngestServicer):
@@ -43,7 +53,20 @@ class IngestService(pb_grpc.IngestServicer):
         self._config = config or StreamConfig()
         self._authenticator = TokenAuthenticator(store, clock, ttl_s=auth_ttl_s)
         self._dealers = DealerDirectory(store, clock, ttl_s=auth_ttl_s)
-        self._deps = StreamDeps(writer, self._authenticator, self._dealers, clock, self._config)
+        config = self._config
+        rate_limiter = (
+            DealerRateLimiter(config.dealer_rate_limit, clock) if config.dealer_rate_limit else None
+        )
+        self._deps = StreamDeps(
+            writer,
+            self._authenticator,
+            self._dealers,
+            clock,
+            config,
+            SeriesLimiter(store, config.max_series_per_agent),
+            rate_limiter,
+            offsets_store=store,
+        )
         self._sessions: set[StreamSession] = set()
         self._no_sessions = asyncio.Event()
         self._no_sessions.set()
@@ -52,6 +75,36 @@ class IngestService(pb_grpc.IngestServicer):
     @property
     def open_streams(self) -> int:
         return len(self._sessions)
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        """Register Ingest like the generated add_IngestServicer_to_server, except that
+        Hello takes raw bytes: an undecodable request is INVALID_ARGUMENT, not UNKNOWN.
+        (Stream's undecodable messages are handled by the session.)"""
+        handlers = {
+            "Hello": grpc.unary_unary_rpc_method_handler(
+                self._hello_bytes,
+                request_deserializer=None,
+                response_serializer=pb.HelloResponse.SerializeToString,
+            ),
+            "Stream": grpc.stream_stream_rpc_method_handler(
+                self.Stream,
+                request_deserializer=pb.Batch.FromString,
+                response_serializer=pb.Ack.SerializeToString,
+            ),
+        }
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(INGEST_SERVICE_NAME, handlers),)
+        )
+
+    async def _hello_bytes(self, data: bytes, context: HelloContext) -> pb.HelloResponse:
+        try:
+            request = pb.HelloRequest.FromString(data)
+        except DecodeError as exc:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request: not a dealerpulse.v1.HelloRequest message ({exc})",
+            )
+        return await self.Hello(request, context)
 
     async def Hello(self, request: pb.HelloRequest, context: HelloContext) -> pb.HelloResponse:
         principal = await self._authenticate(context)
@@ -119,11 +172,16 @@ class IngestService(pb_grpc.IngestServicer):
             return False
         return True
 
-    async def _authenticate(self, context: HelloContext | StreamContext) -> Principal:
+    async def _authenticate(self, context: HelloContext | StreamContext) -> WriterPrincipal:
+        """The caller, who must hold a dealer token: viewers and admins write no metrics."""
         try:
-            return await self._authenticator.authenticate(context.invocation_metadata())
+            principal = await self._authenticator.authenticate(context.invocation_metadata())
         except NotAuthenticated as exc:
             logger.info("unauthenticated call from %s: %s", context.peer(), exc)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         except StoreUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        if not principal.may_ingest() or principal.dealer_id is None:
+            logger.info("refused ingest from %s: %s may not write", context.peer(), principal.name)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, not_a_writer(principal))
+        return WriterPrincipal(principal, principal.dealer_id)

@@ -15,10 +15,20 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
 import grpc
+from google.protobuf.message import DecodeError
 
+from collector.abc import MetricStore
 from collector.ingest import codec
-from collector.ingest.auth import DealerDirectory, NotAuthenticated, Principal, TokenAuthenticator
+from collector.ingest.auth import (
+    DealerDirectory,
+    NotAuthenticated,
+    Principal,
+    Role,
+    TokenAuthenticator,
+)
+from collector.ingest.clock_offset import ClockOffsetTracker
 from collector.ingest.errors import BatchRefused, Overloaded, StoreUnavailable
+from collector.ingest.limits import DealerRateLimiter, SeriesLimiter, SeriesVerdict
 from collector.ingest.validate import Caller, CheckedSeries, Limits, validate_batch
 from collector.ingest.writer import BatchWriter
 from dealerpulse.clock import Clock, unix_ms
@@ -38,6 +48,39 @@ class StreamConfig:
     store_retry_after_s: float = 2.0
     # At most one rejection log line per stream per interval.
     rejection_log_interval_s: float = 10.0
+    # A stream that sends no batch for this long is ended (None: never). Real
+    # time, not the injected clock: it bounds what a stalled client holds.
+    idle_timeout_s: float | None = 600.0
+    # Series one agent may have; samples of more new series are not stored.
+    max_series_per_agent: int = 10_000
+    # Samples per second per dealer, across its streams (0: no limit).
+    dealer_rate_limit: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class WriterPrincipal:
+    """A caller allowed to write metrics (a dealer token), with its dealer."""
+
+    principal: Principal
+    dealer_id: str
+
+
+def not_a_writer(principal: Principal) -> str:
+    """Why ``principal`` may not send metrics."""
+    if principal.role is Role.VIEWER:
+        return (
+            f"the viewer token of dealer {principal.dealer_id!r} is read-only; "
+            "agents need the dealer's own token"
+        )
+    return "an admin token names no dealer and cannot send metrics; use the dealer's token"
+
+
+class StreamIdle(Exception):
+    """The client sent nothing for the idle timeout."""
+
+
+class MalformedBatch(Exception):
+    """The client sent bytes that are not a Batch message; the stream cannot go on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +98,15 @@ class StreamDeps:
     dealers: DealerDirectory
     clock: Clock
     config: StreamConfig
+    series: SeriesLimiter
+    # None: no per-dealer rate limit.
+    rate_limiter: DealerRateLimiter | None = None
+    # Where agents' clock offsets are recorded (None: not recorded).
+    offsets_store: MetricStore | None = None
 
 
 class StreamSession:
-    def __init__(self, principal: Principal, peer: str, deps: StreamDeps) -> None:
+    def __init__(self, principal: WriterPrincipal, peer: str, deps: StreamDeps) -> None:
         self._principal = principal
         self._peer = peer
         self._deps = deps
@@ -70,6 +118,8 @@ class StreamSession:
         self._log = _RateLimitedLog(deps.clock, deps.config.rejection_log_interval_s)
         # One agent per stream: its series repeat in every batch.
         self._checked = CheckedSeries()
+        store = deps.offsets_store
+        self._clock_offset = ClockOffsetTracker(store, deps.clock) if store is not None else None
 
     async def run(
         self, requests: AsyncIterator[pb.Batch]
@@ -108,6 +158,13 @@ class StreamSession:
             await self._read_all(requests)
         except NotAuthenticated as exc:
             end = StreamEnd(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        except StreamIdle as exc:
+            logger.info("ending ingest stream from %s: %s", self._peer, exc)
+            end = StreamEnd(grpc.StatusCode.UNAVAILABLE, str(exc))
+        except MalformedBatch as exc:
+            # The client's fault, not ours: INVALID_ARGUMENT, never INTERNAL.
+            logger.info("ending ingest stream from %s: %s", self._peer, exc)
+            end = StreamEnd(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Exception:
             # Without this the stream would hang: nothing else ends it.
             logger.exception("ingest stream from %s failed", self._peer)
@@ -125,11 +182,18 @@ class StreamSession:
             # Take a slot before reading, so that a full stream leaves the
             # agent's next batch in HTTP/2 flow control, not in our memory.
             await self._slots.acquire()
+            idle_s = self._deps.config.idle_timeout_s
             try:
-                message = await anext(batches)
+                async with asyncio.timeout(idle_s):
+                    message = await anext(batches)
             except StopAsyncIteration:
                 self._slots.release()
                 return
+            except TimeoutError:
+                raise StreamIdle(f"no batch for {idle_s:g} s; reconnect to resume") from None
+            except DecodeError as exc:
+                # No seq to answer: the whole stream is refused, acked batches stay acked.
+                raise MalformedBatch(f"batch: not a dealerpulse.v1.Batch message ({exc})") from None
             await self._accept(message)
 
     async def _accept(self, message: pb.Batch) -> None:
@@ -137,8 +201,13 @@ class StreamSession:
         deps = self._deps
         decoded = codec.decode_batch(message)
         batch = decoded.batch
+        if self._clock_offset is not None and batch.created_ms > 0:
+            # Before validation: refused batches (a clock far ahead) show their offset too.
+            self._clock_offset.observe(
+                self._principal.dealer_id, batch.agent_id, batch.created_ms, unix_ms(deps.clock)
+            )
         try:
-            await deps.authenticator.recheck(self._principal)
+            await deps.authenticator.recheck(self._principal.principal)
             dealer_known = await self._dealer_known(batch.dealer_id)
         except StoreUnavailable as exc:
             self._send_retry(batch.seq, grpc.StatusCode.UNAVAILABLE, str(exc))
@@ -153,7 +222,14 @@ class StreamSession:
         if rejection is not None:
             self._reject(batch, rejection)
             return
-        task = asyncio.create_task(self._commit(batch))
+        if self._over_rate_limit(batch):
+            return
+        try:
+            verdict = await deps.series.admit(batch)
+        except StoreUnavailable as exc:
+            self._send_retry(batch.seq, grpc.StatusCode.UNAVAILABLE, str(exc))
+            return
+        task = asyncio.create_task(self._commit(verdict))
         self._commits.add(task)
         task.add_done_callback(self._commits.discard)
 
@@ -166,7 +242,24 @@ class StreamSession:
             return False
         return await self._deps.dealers.name_of(dealer_id) is not None
 
-    async def _commit(self, batch: MetricBatch) -> None:
+    def _over_rate_limit(self, batch: MetricBatch) -> bool:
+        """Answer RETRY, and say True, when the dealer is over its samples/s limit."""
+        limiter = self._deps.rate_limiter
+        if limiter is None or not batch.samples:
+            return False
+        delay_s = limiter.delay_s(batch.dealer_id, len(batch.samples))
+        if delay_s <= 0:
+            return False
+        message = (
+            f"dealer {batch.dealer_id!r} is over its ingest rate limit of "
+            f"{limiter.samples_per_s:g} samples/s (ingest_dealer_rate_limit); "
+            f"retry after {delay_s:.2f} s"
+        )
+        self._send_retry(batch.seq, grpc.StatusCode.RESOURCE_EXHAUSTED, message, delay_s=delay_s)
+        return True
+
+    async def _commit(self, verdict: SeriesVerdict) -> None:
+        batch = verdict.batch
         try:
             result = await self._deps.writer.submit(batch)
         except Overloaded as exc:
@@ -180,7 +273,22 @@ class StreamSession:
             return
         if result.outcome is WriteOutcome.CONFLICT:
             self._log_rejection(batch, codec.conflict_rejection(batch.seq))
+        if verdict.refused_samples and result.outcome is WriteOutcome.STORED:
+            refusal = self._series_refusal(verdict)
+            self._log_rejection(batch, refusal)
+            self._outgoing.put_nowait(codec.encode_partly_stored(batch.seq, result, refusal))
+            return
         self._outgoing.put_nowait(codec.encode_write_result(batch.seq, result))
+
+    def _series_refusal(self, verdict: SeriesVerdict) -> codec.Rejection:
+        limit = self._deps.series.max_series
+        return codec.Rejection(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "samples",
+            f"samples: {verdict.refused_samples} samples of new series (first: "
+            f"{verdict.first_refused!r}) not stored: agent {verdict.batch.agent_id!r} has "
+            f"reached max_series_per_agent={limit}; samples of its existing series are stored",
+        )
 
     # ---- answering
 
@@ -194,8 +302,13 @@ class StreamSession:
         code: grpc.StatusCode,
         message: str,
         overloaded: Overloaded | None = None,
+        *,
+        delay_s: float | None = None,
     ) -> None:
-        delay_s = overloaded.retry_after_s if overloaded else self._deps.config.store_retry_after_s
+        if delay_s is None:
+            delay_s = (
+                overloaded.retry_after_s if overloaded else self._deps.config.store_retry_after_s
+            )
         self._outgoing.put_nowait(codec.encode_retry(seq, code, message, delay_s))
 
     def _log_rejection(self, batch: MetricBatch, rejection: codec.Rejection) -> None:

@@ -113,4 +113,5 @@ def agent_record(row: Row[Any]) -> AgentRecord:
         dropped_samples={str(k): int(v) for k, v in row.dropped_samples.items()},
         spool_bytes=row.spool_bytes,
         spool_batches=row.spool_batches,
+        clock_offset_ms=row.clock_offset_ms,
     )

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from collector.alerting.abc import Notifier, OutgoingMessage, Receipt
@@ -19,7 +20,7 @@ from collector.store import SQLAlchemyMetricStore
 from collector.store.schema import notification_outbox
 from dealerpulse.clock import FakeClock, to_unix_ms
 
-from .conftest import Mailbox
+from .conftest import Mailbox, free_loopback_port
 from .factories import NOW, add_dealer, batch, sample
 from .fake_slack import POST_MESSAGE, WEBHOOK_PATH, Answer, FakeSlack
 
@@ -237,3 +238,56 @@ def test_dispatchers_running_together_send_each_row_once(store: SQLAlchemyMetric
     assert not any(thread.is_alive() for thread in threads) and errors == []
     assert len(counting.keys) == len(set(counting.keys)) == 24
     assert {row.status for row in scenario.outbox()} == {"sent"}
+
+
+def test_slack_and_smtp_down_for_an_hour_get_each_message_exactly_once(
+    store: SQLAlchemyMetricStore, slack: FakeSlack
+) -> None:
+    """The collector's own policy (the defaults): Slack answers 503 and the SMTP server
+    is stopped for an hour of injected time; once both are back, each notification
+    arrives once."""
+    scenario = Scenario(store, ("slack", "email"))
+    mailbox = Mailbox(port=free_loopback_port())
+    email = SmtpNotifier(
+        host="127.0.0.1",
+        port=mailbox.port,
+        sender="pulse@dealerpulse.invalid",
+        recipients=["ops@acme.invalid"],
+        security="none",
+    )
+    slack.script(WEBHOOK_PATH, *[Answer(503, "service_unavailable")] * 1000)
+    dispatcher = Dispatcher(
+        store.engine,
+        {"slack": SlackNotifier(webhook_url=slack.webhook_url), "email": email},
+        scenario.clock,
+        DispatchPolicy(),
+    )
+    scenario.cpu(95)
+    outage_ends = scenario.clock.now() + timedelta(hours=1)
+    while scenario.clock.now() < outage_ends:  # bounded: one pass per injected minute
+        assert dispatcher.run_once().sent == 0
+        scenario.clock.advance(60)
+    attempts_in_outage = len(slack.received(WEBHOOK_PATH))
+    assert attempts_in_outage >= 2
+    assert {row.status for row in scenario.outbox()} == {"pending"}
+
+    with slack.state.lock:
+        slack.state.scripts.clear()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=mailbox.port, ready_timeout=10)
+    controller.start()
+    try:
+        for _ in range(180):  # at most three injected hours more
+            dispatcher.run_once()
+            if {row.status for row in scenario.outbox()} == {"sent"}:
+                break
+            scenario.clock.advance(60)
+    finally:
+        controller.stop()
+    assert {row.status for row in scenario.outbox()} == {"sent"}
+    assert len(slack.received(WEBHOOK_PATH)) == attempts_in_outage + 1
+    assert "[FIRING]" in slack.received(WEBHOOK_PATH)[-1]["text"]
+    assert len(mailbox.messages) == 1
+    assert dispatcher.run_once() == DispatchReport()
+    assert (
+        len(mailbox.messages) == 1 and len(slack.received(WEBHOOK_PATH)) == attempts_in_outage + 1
+    )
