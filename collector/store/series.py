@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
 from sqlalchemy import Connection, select
@@ -20,6 +21,11 @@ from dealerpulse.model import Labels, metric_type_of
 
 SeriesKey = tuple[str, str, str, Labels]
 """(dealer_id, agent_id, name, labels)."""
+
+# About 100 bytes an entry (measured with tracemalloc) plus the name and labels
+# it keeps alive: a few hundred MiB at most, however many agents come and go
+# over a collector's life (issue 7, the soak).
+MAX_CACHED_SERIES = 1_000_000
 
 
 def labels_key(labels: Labels) -> str:
@@ -34,32 +40,53 @@ def labels_from_json(document: object) -> Labels:
 
 
 class SeriesCache:
-    """Committed series ids, per agent. Only the writer thread mutates it.
+    """Committed series ids, per agent, at most ``max_series`` of them in all.
 
     Grouping by (dealer_id, agent_id) lets the hot loop look up each sample
-    by (name, labels) without building a four-part key.
+    by (name, labels) without building a four-part key. Past ``max_series``
+    the least recently written agents are forgotten whole: a long-lived
+    collector sees agents come and go, and an id not cached is only one
+    round trip away (``resolve_missing`` reads it back).
     """
 
-    def __init__(self) -> None:
-        self._by_agent: dict[tuple[str, str], dict[tuple[str, Labels], int]] = {}
+    def __init__(self, max_series: int = MAX_CACHED_SERIES) -> None:
+        if max_series <= 0:
+            raise ValueError(f"max_series must be positive, not {max_series!r}")
+        self._max_series = max_series
+        self._by_agent: OrderedDict[tuple[str, str], dict[tuple[str, Labels], int]] = OrderedDict()
+        self._count = 0
         self._lock = threading.Lock()
 
     def of_agent(self, dealer_id: str, agent_id: str) -> dict[tuple[str, Labels], int]:
         """The agent's ids by (name, labels); treat as read-only."""
-        return self._by_agent.get((dealer_id, agent_id), _EMPTY)
+        with self._lock:
+            ids = self._by_agent.get((dealer_id, agent_id))
+            if ids is None:
+                return _EMPTY
+            self._by_agent.move_to_end((dealer_id, agent_id))
+            return ids
 
     def remember(self, learnt: Mapping[SeriesKey, int]) -> None:
         """Keep ids learnt in a transaction that has committed."""
         with self._lock:
             for (dealer_id, agent_id, name, labels), series_id in learnt.items():
-                self._by_agent.setdefault((dealer_id, agent_id), {})[(name, labels)] = series_id
+                ids = self._by_agent.setdefault((dealer_id, agent_id), {})
+                self._by_agent.move_to_end((dealer_id, agent_id))
+                if (name, labels) not in ids:
+                    self._count += 1
+                ids[(name, labels)] = series_id
+            # The newest agent is never evicted, even if alone it is over the bound.
+            while self._count > self._max_series and len(self._by_agent) > 1:
+                _, evicted = self._by_agent.popitem(last=False)
+                self._count -= len(evicted)
 
     def clear(self) -> None:
         with self._lock:
             self._by_agent.clear()
+            self._count = 0
 
     def __len__(self) -> int:
-        return sum(len(ids) for ids in self._by_agent.values())
+        return self._count
 
 
 _EMPTY: dict[tuple[str, Labels], int] = {}

@@ -1,0 +1,173 @@
+"""Where the collector's memory goes under a swarm: a collector in this process, measured.
+
+    python -m tests.reliability.soak_profile --agents 200 --seconds 180 \\
+        [--tracemalloc-every 30] [--disconnect-every 0.5] [--db sqlite:///PATH]
+
+Runs the real collector (``run_collector``) in this process and the swarm
+(tests/e2e/swarm.py) as a child, and every few seconds logs one line: RSS,
+SQLite's own heap (``sqlite3_memory_used``, which tracemalloc cannot see),
+the Python heap traced by tracemalloc, the number of Python objects allocated
+(``sys.getallocatedblocks``, cheap) and the number of threads. With
+``--tracemalloc-every`` it also logs the 15 allocation sites that grew most
+since the first snapshot after warm-up. A debugging tool, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import signal
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+
+import psutil
+
+from collector.admin import add_dealer
+from collector.server import CollectorServer
+from collector.settings import CollectorSettings
+from collector.store import open_store
+from dealerpulse.clock import SystemClock
+
+from .swarm_check import start_swarm
+
+logger = logging.getLogger(__name__)
+MIB = 1024 * 1024
+
+
+def _sqlite_memory() -> tuple[ctypes.CDLL | None]:
+    name = ctypes.util.find_library("sqlite3")
+    if name is None:
+        return (None,)
+    lib = ctypes.CDLL(name)
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    lib.sqlite3_memory_highwater.restype = ctypes.c_int64
+    lib.sqlite3_memory_highwater.argtypes = [ctypes.c_int]
+    return (lib,)
+
+
+def watch(
+    stop: threading.Event, period_s: float, trace_every_s: float, started: list[CollectorServer]
+) -> None:
+    """Log memory figures every ``period_s`` until ``stop``; allocation diffs if tracing."""
+    (lib,) = _sqlite_memory()
+    process = psutil.Process()
+    began = time.monotonic()
+    baseline: tracemalloc.Snapshot | None = None
+    next_trace = began + trace_every_s
+    while not stop.wait(period_s):  # bounded by stop
+        elapsed = time.monotonic() - began
+        stats = started[0].writer_stats()
+        sqlite_used = lib.sqlite3_memory_used() if lib is not None else -1
+        traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
+        logger.warning(
+            "t=%.0f rss=%.1f sqlite=%.1f python=%.1f blocks=%d threads=%d queued=%d written=%d",
+            elapsed,
+            process.memory_info().rss / MIB,
+            sqlite_used / MIB,
+            traced / MIB,
+            sys.getallocatedblocks(),
+            process.num_threads(),
+            stats.queued_samples,
+            stats.samples_written,
+        )
+        if tracemalloc.is_tracing() and time.monotonic() >= next_trace:
+            next_trace += trace_every_s
+            snapshot = tracemalloc.take_snapshot()
+            if baseline is None:
+                baseline = snapshot
+                continue
+            for stat in snapshot.compare_to(baseline, "lineno")[:15]:
+                logger.warning("grew: %s", stat)
+
+
+async def serve(
+    db_url: str, port: int, stop: asyncio.Event, started: list[CollectorServer]
+) -> None:
+    """The collector as ``dealerpulse collector`` runs it (one process), until ``stop``."""
+    settings = CollectorSettings.from_values({"db": db_url, "listen": f"127.0.0.1:{port}"})
+    store = await asyncio.to_thread(open_store, db_url, pool=settings.pool_settings())
+    server = CollectorServer(store, settings.listen, settings, SystemClock())
+    await server.start()
+    started.append(server)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop(settings.shutdown_grace_s)
+        await asyncio.to_thread(store.close)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--agents", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=180)
+    parser.add_argument("--interval", type=float, default=2.0)
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--db", default="")
+    parser.add_argument("--period", type=float, default=5.0)
+    parser.add_argument("--tracemalloc-every", type=float, default=0.0)
+    parser.add_argument("--disconnect-every", type=float, default=0.0)
+    parser.add_argument("--shared-connection", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    tmp = Path(tempfile.mkdtemp(prefix="soak-profile-"))
+    db_url = args.db or f"sqlite:///{tmp / 'soak.db'}"
+    store = open_store(db_url, pool_size=1)
+    _, token = add_dealer(store, "Profile Motors")
+    store.close()
+    if args.tracemalloc_every > 0:
+        tracemalloc.start(1)
+    from e2e_procs import free_port, serving, wait_for
+
+    port = free_port()
+    stop_watch = threading.Event()
+    started: list[CollectorServer] = []
+    watcher = threading.Thread(
+        target=watch,
+        args=(stop_watch, args.period, args.tracemalloc_every or 1e9, started),
+        daemon=True,
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        collector = asyncio.create_task(serve(db_url, port, stop, started))
+        await asyncio.to_thread(wait_for, lambda: serving(port), "the collector to serve")
+        extra: tuple[str, ...] = ("--disconnect-every", str(args.disconnect_every))
+        if not args.shared_connection:
+            extra = ("--connection-per-agent", *extra)
+        swarm, _ = start_swarm(
+            port,
+            token,
+            args.agents,
+            tmp,
+            interval_s=args.interval,
+            samples=args.samples,
+            extra=extra,
+        )
+        watcher.start()
+        # SIGTERM/SIGINT end the run early, still stopping the swarm.
+        interrupted = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, interrupted.set)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(interrupted.wait(), args.seconds)
+        finally:
+            await asyncio.to_thread(swarm.terminate, 120)
+            stop_watch.set()
+            stop.set()
+            await collector
+
+    asyncio.run(run())
+    logger.warning("files in %s", tmp)
+
+
+if __name__ == "__main__":
+    main()
