@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from collector.abc import StoreError, UnknownDealer
 from collector.alerting.errors import RuleError
 from collector.alerting.manage import Conflict, NotFound
+from collector.auth import Role
 from collector.ingest.errors import StoreUnavailable
 from collector.sentry import report_exception
 from collector.store import SQLAlchemyMetricStore
@@ -36,6 +37,7 @@ from reporter.http.auth import HttpAuth, Principal, client_key
 from reporter.http.errors import (
     ApiError,
     Conflicting,
+    Forbidden,
     InvalidArgument,
     NotFoundError,
     RateLimited,
@@ -155,10 +157,11 @@ def create_app(
         clock,
         settings.rate_limit_max_clients,
     )
-    gateway = Gateway(HttpAuth(store, clock, settings.auth_cache_ttl_s), limiter)
+    auth = HttpAuth(store, clock, settings.auth_cache_ttl_s)
+    gateway = Gateway(auth, limiter)
     api = Api(reporter, store, clock, settings.auth_cache_ttl_s)
     app = Starlette(
-        routes=[*_api_routes(gateway, api), *_public_routes(registry), *_dashboard(settings)],
+        routes=[*_api_routes(gateway, api), *_public_routes(registry, auth), *_dashboard(settings)],
         exception_handlers={HTTPException: _http_exception, Exception: _unhandled},
         max_body_size=MAX_BODY_BYTES,
     )
@@ -181,10 +184,18 @@ def _api_routes(gateway: Gateway, api: Api) -> list[BaseRoute]:
     ]
 
 
-def _public_routes(registry: CollectorRegistry) -> list[BaseRoute]:
+def _public_routes(registry: CollectorRegistry, auth: HttpAuth) -> list[BaseRoute]:
     document = openapi_document()
 
     async def metrics(request: Request) -> Response:
+        # Its labels name every dealer and agent: admins only (Prometheus sends the
+        # token with `authorization: {credentials: ...}` in its scrape config).
+        try:
+            caller = await auth.caller(request)
+            if caller.role is not Role.ADMIN:
+                raise Forbidden("/metrics shows every dealer: it needs an admin token")
+        except ApiError as error:
+            return failure(error)
         # Collecting reads the store: off the event loop.
         body = await asyncio.to_thread(generate_latest, registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -25,7 +25,10 @@ def _families(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
 
 def test_reporter_metrics_show_ingest_spool_outbox_and_http(api: Client, tokens: Tokens) -> None:
     assert api.get(f"/api/ai/performance-monitoring?dealerId={ACME}").status == 200
-    answer = Client(api.port).get("/metrics")  # public: no token needed
+    # Its labels name every dealer: a dealer's token or none is refused.
+    assert Client(api.port).get("/metrics").status == 401
+    assert Client(api.port, tokens.acme).get("/metrics").status == 403
+    answer = Client(api.port, tokens.admin).get("/metrics")
     assert answer.status == 200
     text = answer.body.decode()
     families = _families(text)
