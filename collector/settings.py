@@ -184,7 +184,9 @@ LIMIT_OPTIONS: list[Option] = [
     Option(
         "stream_idle_timeout_s",
         non_negative_float,
-        600.0,
+        # Above the agent's longest interval (3600 s), so a slow agent is not cut
+        # off between two of its own batches.
+        3900.0,
         "end an ingest stream that sent no batch for this long (0: never)",
     ),
     Option(
@@ -373,7 +375,7 @@ class CollectorSettings:
     tls_client_ca: Path | None = None
     ingest_dealer_rate_limit: float = 0.0
     max_series_per_agent: int = 10_000
-    stream_idle_timeout_s: float = 600.0
+    stream_idle_timeout_s: float = 3900.0
     max_connection_age_s: float = 3600.0
     max_connection_age_grace_s: float = 30.0
     keepalive_time_s: float = 60.0
