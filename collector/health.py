@@ -479,6 +479,9 @@ def dealer_health(
     since = None
     if isinstance(store, AgentDirectory):
         firsts = [agent.first_seen for agent in store.list_agents(dealer_id)]
+        # Spooled samples can predate the first contact: monitoring began at
+        # whichever came first.
+        firsts.extend(sample.time for sample in liveness[:1])
         since = min(firsts) if firsts else None
     return compute_health(
         dealer_id,

@@ -6,6 +6,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from alerting.factories import DEALER, add_dealer, batch, sample
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,8 +16,10 @@ from collector.health import (
     HealthThresholds,
     Status,
     compute_health,
+    dealer_health,
     liveness_coverage,
 )
+from collector.store import SQLAlchemyMetricStore
 from dealerpulse.clock import FakeClock, to_unix_ms
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -171,3 +174,18 @@ def test_error_rate_and_resource_status(errors: int, cpu: float, memory: float) 
     )
     assert health.resource_status is resource
     assert health.cpu_percent == cpu
+
+
+def test_a_dealer_whose_agent_started_a_minute_ago_is_fully_up(
+    store: SQLAlchemyMetricStore,
+) -> None:
+    """Through the store: first contact a minute before the end of a five-minute window."""
+    add_dealer(store)
+    began = END - timedelta(minutes=1)
+    points = tuple(
+        sample("cpu.percent", 5.0, to_unix_ms(began + timedelta(seconds=10 * i))) for i in range(6)
+    )
+    store.write_batches([batch("agent-1", 1, samples=points)], began)
+    health = dealer_health(store, DEALER, START, END)
+    assert health.uptime_source == "agent"
+    assert health.uptime_percent == pytest.approx(100.0)
