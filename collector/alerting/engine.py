@@ -10,6 +10,12 @@ Several collectors may share one PostgreSQL: a tick takes a transaction-level
 advisory lock (SQLite: BEGIN IMMEDIATE), so ticks run one after the other and
 the second finds the first one's states: a transition is written once, and the
 outbox's unique idempotency key rejects any repeat of a notification.
+
+The scheduled job passes :class:`~collector.alerting.ticks.SlotClaims`: the
+tick then claims its time slot (after the lock, in the same transaction) and
+skips when another collector already evaluated the slot, so N collectors make
+one evaluation per interval, not N. Without claims (tests, one-off runs) a
+tick evaluates unconditionally.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from collector.alerting.policy import FollowUpPolicy
 from collector.alerting.queries import Subject, agent_silence, observe
 from collector.alerting.repository import load_rules
 from collector.alerting.rules import Rule, RuleKind, Severity
+from collector.alerting.ticks import SlotClaims, claim_slot, finish_slot, prune_slots
 from collector.store.dialect import insert_ignoring_conflicts, upsert_insert
 from collector.store.engine import WRITE_OPTION, translated_errors
 from collector.store.schema import alert_states, notification_outbox, system_alerts
@@ -73,6 +80,9 @@ class TickReport:
     opened: int = 0
     closed: int = 0
     notifications: int = 0
+    # Claimed ticks only: the slot evaluated, or None when another collector had it.
+    slot_ms: int | None = None
+    skipped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +102,8 @@ class AlertEngine:
         self._settings = settings or EngineSettings()
         self._started_at = clock.now()
 
-    def tick(self) -> TickReport:
+    def tick(self, claims: SlotClaims | None = None) -> TickReport:
+        """Evaluate every enabled rule; with ``claims``, only if this tick's slot is free."""
         with translated_errors("evaluating alert rules"), self._engine.connect() as connection:
             connection.execution_options(**{WRITE_OPTION: True})
             with connection.begin():
@@ -100,18 +111,19 @@ class AlertEngine:
                     connection.execute(
                         text("SELECT pg_advisory_xact_lock(:key)"), {"key": _TICK_LOCK_KEY}
                     )
+                # Read after the lock: the slot is the one this evaluation runs in.
                 now = self._clock.now()
-                totals = TickReport()
-                rules = load_rules(connection)
-                for rule in rules:
-                    try:
-                        totals = _add(totals, self._evaluate_rule(connection, rule, now))
-                    except RuleError as error:
-                        # Raised before any statement of the rule ran: one bad rule
-                        # must not stop the others.
-                        logger.error("alert rule %r skipped: %s", rule.name, error)
-                follow_ups = self._follow_up(connection, rules, now)
-                totals = _add(totals, TickReport(notifications=follow_ups))
+                slot_ms: int | None = None
+                if claims is not None:
+                    slot_ms = claims.slot_of(now)
+                    if not claim_slot(connection, slot_ms, claims.owner, now):
+                        logger.debug("alert tick slot %s already evaluated: skipped", slot_ms)
+                        return TickReport(slot_ms=slot_ms, skipped=True)
+                    prune_slots(connection, slot_ms, claims.keep_s)
+                totals = self._evaluate_all(connection, now)
+                if slot_ms is not None:
+                    finish_slot(connection, slot_ms, totals.rules, self._clock.now())
+                    totals = _add(totals, TickReport(slot_ms=slot_ms))
         if totals.notifications and _FAILPOINT == "alert-committed":
             os._exit(137)
         if totals.opened or totals.closed:
@@ -122,6 +134,19 @@ class AlertEngine:
                 totals.notifications,
             )
         return totals
+
+    def _evaluate_all(self, connection: Connection, now: datetime) -> TickReport:
+        totals = TickReport()
+        rules = load_rules(connection)
+        for rule in rules:
+            try:
+                totals = _add(totals, self._evaluate_rule(connection, rule, now))
+            except RuleError as error:
+                # Raised before any statement of the rule ran: one bad rule
+                # must not stop the others.
+                logger.error("alert rule %r skipped: %s", rule.name, error)
+        follow_ups = self._follow_up(connection, rules, now)
+        return _add(totals, TickReport(notifications=follow_ups))
 
     def _follow_up(self, connection: Connection, rules: list[Rule], now: datetime) -> int:
         by_id = {rule.id: rule for rule in rules if rule.id is not None}
@@ -157,7 +182,7 @@ class AlertEngine:
             value = observed.get(subject)
             outcome = evaluate(previous.state, value, criteria, now)
             written = self._apply(connection, rule, subject, previous, value, outcome, now)
-            report = _add(report, TickReport(subjects=1, **written))
+            report = _add(report, written)
         return report
 
     def _apply(
@@ -169,7 +194,7 @@ class AlertEngine:
         value: float | None,
         outcome: Outcome,
         now: datetime,
-    ) -> dict[str, int]:
+    ) -> TickReport:
         episode_id = previous.episode_id
         if outcome.opened:
             episode_id = _open_episode(connection, rule, subject, outcome, value, now)
@@ -184,11 +209,12 @@ class AlertEngine:
             episode_id = None
         if outcome.state != previous.state or episode_id != previous.episode_id:
             _save_state(connection, rule, subject, outcome.state, episode_id, value, now)
-        return {
-            "opened": int(outcome.opened),
-            "closed": int(outcome.closed),
-            "notifications": notices,
-        }
+        return TickReport(
+            subjects=1,
+            opened=int(outcome.opened),
+            closed=int(outcome.closed),
+            notifications=notices,
+        )
 
     def _enqueue(
         self,
@@ -234,6 +260,8 @@ def _add(a: TickReport, b: TickReport) -> TickReport:
         opened=a.opened + b.opened,
         closed=a.closed + b.closed,
         notifications=a.notifications + b.notifications,
+        slot_ms=b.slot_ms if b.slot_ms is not None else a.slot_ms,
+        skipped=a.skipped or b.skipped,
     )
 
 

@@ -7,9 +7,16 @@ thread so the event loop keeps serving ingest; ``max_instances=1`` and
 ``coalesce`` mean a slow tick delays the next one instead of piling up.
 
 Only one process of a ``--workers`` collector schedules (the settings'
-``run_jobs``); several collectors on one database are safe regardless: a tick
-holds an advisory lock (SQLite: BEGIN IMMEDIATE) and the outbox's claims skip
-rows another dispatcher holds, so nothing is evaluated or sent twice.
+``run_jobs``); several collectors on one database share the work: a tick
+claims its time slot in the database (:mod:`collector.alerting.ticks`), so
+each slot of ``alert_interval_s`` is evaluated by exactly one collector, and
+the outbox's claims skip rows another dispatcher holds, so nothing is sent
+twice.
+
+The evaluation job fires just after each slot boundary (the same real-time
+grid in every collector), so every live collector tries every slot: when the
+one that claimed a slot dies mid-tick, its claim rolls back and a collector
+waiting on the lock evaluates the slot instead.
 
 The scheduler fires on real time; what the jobs consider "now" comes from the
 injected clock, so tests drive minutes of alert behaviour with a FakeClock.
@@ -19,9 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -33,6 +41,7 @@ from collector.alerting.dispatch import Dispatcher, DispatchPolicy, DispatchRepo
 from collector.alerting.engine import AlertEngine, EngineSettings, TickReport
 from collector.alerting.repository import sync_builtin_rules
 from collector.alerting.rules import Rule
+from collector.alerting.ticks import SlotClaims, default_owner
 from collector.store.engine import WRITE_OPTION, translated_errors
 from dealerpulse.clock import Clock
 
@@ -44,6 +53,10 @@ _SYNC_LOCK_KEY = 0x6470_7275_6C65_7331
 TICK_JOB = "alert-evaluation"
 DISPATCH_JOB = "notification-dispatch"
 
+# Ticks fire this fraction of an interval after a slot boundary: a run that is
+# late by up to the rest of the interval still lands in its slot.
+_SLOT_OFFSET = 0.05
+
 
 @dataclass(frozen=True, slots=True)
 class JobSettings:
@@ -51,12 +64,16 @@ class JobSettings:
     dispatch_interval_s: float = 3.0
     # A dealer's first notification waits this long for others to go out as one message.
     group_wait_s: float = 0.0
+    # Who claims tick slots (alert_ticks.claimed_by); None: host and process id.
+    tick_owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class JobStats:
     """Runs completed so far; tests wait on these instead of sleeping."""
 
+    # Evaluation runs, including those that found their slot already evaluated
+    # by another collector (counted again in skipped_ticks).
     ticks: int = 0
     dispatches: int = 0
     failures: int = 0
@@ -66,6 +83,7 @@ class JobStats:
     # included: a tick slowed down by a struggling database is what to watch.
     last_tick_s: float | None = None
     last_dispatch_s: float | None = None
+    skipped_ticks: int = 0
 
 
 class AlertJobs:
@@ -87,6 +105,9 @@ class AlertJobs:
         self._engine_settings = engine_settings
         self._notifiers = dict(notifiers)
         self._alert_engine: AlertEngine | None = None
+        self._claims = SlotClaims(
+            self._settings.alert_interval_s, self._settings.tick_owner or default_owner()
+        )
         self._dispatcher = Dispatcher(
             engine,
             self._notifiers,
@@ -110,13 +131,21 @@ class AlertJobs:
         # Created now so that its start-up grace period begins with the jobs.
         self._alert_engine = AlertEngine(self._db, self._clock, self._engine_settings)
         scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
-        for job_id, job, interval_s in (
-            (TICK_JOB, self._tick, self._settings.alert_interval_s),
-            (DISPATCH_JOB, self._dispatch, self._settings.dispatch_interval_s),
+        tick_s, dispatch_s = self._settings.alert_interval_s, self._settings.dispatch_interval_s
+        # The scheduler runs on real time, so the slot grid is laid on real time too
+        # (SystemClock's time, the clock production runs with).
+        tick_start = slot_aligned_start(datetime.now(UTC), tick_s)
+        for job_id, job, trigger in (
+            (
+                TICK_JOB,
+                self._tick,
+                IntervalTrigger(seconds=tick_s, start_date=tick_start, timezone=UTC),
+            ),
+            (DISPATCH_JOB, self._dispatch, IntervalTrigger(seconds=dispatch_s, timezone=UTC)),
         ):
             scheduler.add_job(
                 job,
-                IntervalTrigger(seconds=interval_s, timezone=UTC),
+                trigger,
                 id=job_id,
                 max_instances=1,
                 coalesce=True,
@@ -168,7 +197,7 @@ class AlertJobs:
         async with self._tick_running:
             started = self._clock.monotonic()
             try:
-                report = await asyncio.to_thread(engine.tick)
+                report = await asyncio.to_thread(engine.tick, self._claims)
             except StoreError as error:
                 # The database may be briefly away; the next tick tries again.
                 self._stats = replace(self._stats, last_tick_s=self._since(started))
@@ -177,7 +206,8 @@ class AlertJobs:
             self._stats = replace(
                 self._stats,
                 ticks=self._stats.ticks + 1,
-                last_tick=report,
+                skipped_ticks=self._stats.skipped_ticks + report.skipped,
+                last_tick=self._stats.last_tick if report.skipped else report,
                 last_tick_s=self._since(started),
             )
         if report.notifications:
@@ -217,3 +247,20 @@ class AlertJobs:
     def _failed(self, what: str, error: Exception) -> None:
         logger.error("%s failed, retrying at the next run: %s", what, error)
         self._stats = replace(self._stats, failures=self._stats.failures + 1)
+
+
+def slot_aligned_start(now: datetime, interval_s: float) -> datetime:
+    """The first fire time: a slot boundary plus the offset, at least one interval away.
+
+    The first run is never sooner than an unaligned trigger's (``now`` plus one
+    interval) and at most one interval later.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now: must be timezone-aware UTC")
+    if not (math.isfinite(interval_s) and interval_s > 0):
+        raise ValueError(f"interval_s: must be positive, got {interval_s!r}")
+    offset_s = interval_s * _SLOT_OFFSET
+    earliest = now.timestamp() + interval_s
+    slots = math.ceil((earliest - offset_s) / interval_s)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return epoch + timedelta(seconds=slots * interval_s + offset_s)

@@ -354,6 +354,22 @@ silences = Table(
     Index("ix_silences_ends_at", "ends_at"),
 )
 
+# ---- alert tick claims (migration 0007); see collector/alerting/ticks.py
+
+# One row per evaluated tick slot (Unix ms of the slot start): the primary key
+# is the claim, so across collectors each slot is evaluated once. The row
+# commits with the evaluation, so finished_at is set on every visible row.
+alert_ticks = Table(
+    "alert_ticks",
+    metadata,
+    Column("slot_ms", Millis, primary_key=True, autoincrement=False),
+    Column("claimed_by", String(128), nullable=False),
+    Column("claimed_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime(), nullable=True),
+    # Rules evaluated in the slot.
+    Column("rules", Integer, nullable=True),
+)
+
 # ---- rollups (migration 0003); see collector/rollup/
 
 # (agent, minute) pairs that received rows since the rollup job last summarised
