@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from gateway.harness import served
 
 from collector.store import open_store
 from dealerpulse.clock import FakeClock
 
 from .dataset import NOW, fill
-from .harness import LAPTOP, Dashboard, new_driver, require_browser, served
+from .harness import LAPTOP, Dashboard, new_driver, require_browser
 
 
 @pytest.fixture(scope="session")

@@ -8,18 +8,13 @@ CI must never go green without the browser tests.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.types import ASGIApp
 
 from collector.store import SQLAlchemyMetricStore
 from dealerpulse.clock import FakeClock
@@ -100,42 +95,6 @@ class Dashboard:
             query["token"] = token
         suffix = "&".join(f"{key}={value}" for key, value in query.items())
         return f"{self.url}/?{suffix}" if suffix else f"{self.url}/"
-
-
-@contextmanager
-def served(app: ASGIApp, timeout_s: float = WAIT_S) -> Iterator[int]:
-    """Serve ``app`` with the reporter's own HttpServer (uvicorn) in a thread; yield its port."""
-    from reporter.http.server import HttpServer
-
-    ready = threading.Event()
-    found: dict[str, Any] = {}
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        server = HttpServer(app, "127.0.0.1:0", shutdown_grace_s=1.0)
-        try:
-            found["port"] = await server.start()
-            found["stop"] = (asyncio.get_running_loop(), stop)
-        except BaseException as exc:
-            found["error"] = exc
-            raise
-        finally:
-            ready.set()
-        try:
-            await stop.wait()
-        finally:
-            await server.stop()
-
-    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-    thread.start()
-    if not ready.wait(timeout_s) or "error" in found:
-        raise RuntimeError(f"the HTTP server did not start: {found.get('error')}")
-    try:
-        yield int(found["port"])
-    finally:
-        loop, stop = found["stop"]
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout_s)
 
 
 def save_artifact(driver: Any, name: str) -> Path:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from gateway.harness import served
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -21,7 +22,7 @@ from collector.alerting.engine import AlertEngine
 from collector.alerting.rules import Aggregation, Comparator, Condition, Rule, Thresholds
 
 from . import dataset
-from .harness import TABLET, WAIT_S, Dashboard, save_artifact, served
+from .harness import TABLET, WAIT_S, Dashboard, save_artifact
 
 pytestmark = pytest.mark.browser
 

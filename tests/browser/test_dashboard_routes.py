@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from gateway.harness import served
 from starlette.applications import Starlette
 
 from reporter.dashboard import STATIC_DIR, DashboardError, dashboard_routes, render_index
 
-from .harness import missing_browser, served, skip_or_fail
+from .harness import missing_browser, skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
 
