@@ -42,6 +42,7 @@ from collector.alerting.engine import AlertEngine, EngineSettings, TickReport
 from collector.alerting.repository import sync_builtin_rules
 from collector.alerting.rules import Rule
 from collector.alerting.ticks import SlotClaims, default_owner
+from collector.scheduling import shut_down
 from collector.store.engine import WRITE_OPTION, translated_errors
 from dealerpulse.clock import Clock
 
@@ -164,20 +165,8 @@ class AlertJobs:
     async def stop(self, timeout_s: float = 10.0) -> bool:
         """Stop scheduling; wait up to ``timeout_s`` for a running job. True: none is left."""
         scheduler, self._scheduler = self._scheduler, None
-        if scheduler is None:
-            return True
-        scheduler.shutdown(wait=False)
-
-        async def settle() -> None:
-            async with self._tick_running, self._dispatch_running:
-                pass
-
-        try:
-            await asyncio.wait_for(settle(), timeout_s)
-        except TimeoutError:
-            logger.warning("an alert job still runs after %.0f s; leaving it", timeout_s)
-            return False
-        return True
+        running = [self._tick_running, self._dispatch_running]
+        return await shut_down(scheduler, running, timeout_s, "an alert job")
 
     def _sync_builtins(self) -> None:
         now = self._clock.now()

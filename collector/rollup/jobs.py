@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from collector.abc import StoreError
 from collector.rollup.retention import RetentionPolicy, RetentionReport, RetentionRunner
 from collector.rollup.rollups import RollupReport, RollupRunner, RollupSettings
+from collector.scheduling import shut_down
 from collector.settings import CollectorSettings
 from dealerpulse.clock import Clock
 
@@ -94,21 +95,8 @@ class MaintenanceJobs:
     async def stop(self, timeout_s: float = 10.0) -> bool:
         """Stop scheduling; wait up to ``timeout_s`` for a running job. True: none is left."""
         scheduler, self._scheduler = self._scheduler, None
-        if scheduler is None:
-            return True
-        scheduler.shutdown(wait=False)
-
-        async def settle() -> None:
-            async with self._running:
-                pass
-
-        try:
-            await asyncio.wait_for(settle(), timeout_s)
-        except TimeoutError:
-            # Safe to leave: every chunk is its own transaction, and rollups are idempotent.
-            logger.warning("a maintenance job still runs after %.0f s; leaving it", timeout_s)
-            return False
-        return True
+        # Safe to leave: every chunk is its own transaction, and rollups are idempotent.
+        return await shut_down(scheduler, [self._running], timeout_s, "a maintenance job")
 
     async def _rollup(self) -> None:
         async with self._running:

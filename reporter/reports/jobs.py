@@ -28,6 +28,7 @@ from sqlalchemy import Engine, select
 
 from collector.abc import StoreError
 from collector.alerting.errors import PermanentSendError, SendError
+from collector.scheduling import shut_down
 from collector.store.engine import translated_errors
 from collector.store.schema import dealers
 from dealerpulse.clock import Clock
@@ -259,20 +260,8 @@ class ReportJobs:
     async def stop(self, timeout_s: float = 10.0) -> bool:
         """Stop scheduling; wait up to ``timeout_s`` for a running job. True: none is left."""
         scheduler, self._scheduler = self._scheduler, None
-        if scheduler is None:
-            return True
-        scheduler.shutdown(wait=False)
-
-        async def settle() -> None:
-            async with self._running:
-                pass
-
-        try:
-            await asyncio.wait_for(settle(), timeout_s)
-        except TimeoutError:
-            logger.warning("a report job still runs after %.0f s; leaving it", timeout_s)
-            return False
-        return True
+        # Safe to leave: a claim outlives its owner only until its lease ends.
+        return await shut_down(scheduler, [self._running], timeout_s, "a report job")
 
     async def _run(self) -> None:
         async with self._running:
