@@ -1,7 +1,8 @@
 """Where the collector's memory goes under a swarm: a collector in this process, measured.
 
     python -m tests.reliability.soak_profile --agents 200 --seconds 180 \\
-        [--tracemalloc-every 30] [--disconnect-every 0.5] [--db sqlite:///PATH]
+        [--interval 2 --samples 100] [--tracemalloc-every 30] [--disconnect-every 0.5] \\
+        [--trim-every 15] [--arena-max 2] [--sqlite-cache-mib 64] [--db sqlite:///PATH]
 
 Runs the real collector (``run_collector``) in this process and the swarm
 (tests/e2e/swarm.py) as a child, and every few seconds logs one line: RSS,
@@ -9,7 +10,12 @@ SQLite's own heap (``sqlite3_memory_used``, which tracemalloc cannot see),
 the Python heap traced by tracemalloc, the number of Python objects allocated
 (``sys.getallocatedblocks``, cheap) and the number of threads. With
 ``--tracemalloc-every`` it also logs the 15 allocation sites that grew most
-since the first snapshot after warm-up. A debugging tool, not a test.
+since the first snapshot after warm-up. ``--trim-every`` calls glibc's
+``malloc_trim`` that often and logs RSS before and after (what RSS holds that
+is free, not live); ``--arena-max`` limits glibc's malloc arenas (``mallopt``)
+before any thread starts. At the end it logs the RSS figures of the second
+half and their least-squares slope (the soak's criterion). A debugging tool,
+not a test.
 """
 
 from __future__ import annotations
@@ -34,12 +40,33 @@ from collector.admin import add_dealer
 from collector.server import CollectorServer
 from collector.settings import CollectorSettings
 from collector.store import open_store
+from collector.store.memory import release_free_memory
 from dealerpulse.clock import SystemClock
 
 from .swarm_check import start_swarm
 
 logger = logging.getLogger(__name__)
 MIB = 1024 * 1024
+M_ARENA_MAX = -8  # glibc's mallopt parameter number
+
+
+def slope_mib_per_min(points: list[tuple[float, int]]) -> float:
+    """Least-squares slope of (seconds, bytes) points, in MiB per minute."""
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_r = sum(r for _, r in points) / n
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    if var == 0:
+        return 0.0
+    cov = sum((t - mean_t) * (r - mean_r) for t, r in points)
+    return cov / var / MIB * 60
+
+
+def limit_arenas(count: int) -> None:
+    """glibc's MALLOC_ARENA_MAX, set from inside the process before threads start."""
+    name = ctypes.util.find_library("c")
+    if name is None or ctypes.CDLL(name).mallopt(M_ARENA_MAX, count) != 1:
+        raise SystemExit(f"--arena-max {count}: mallopt(M_ARENA_MAX) failed or is not glibc")
 
 
 def _sqlite_memory() -> tuple[ctypes.CDLL | None]:
@@ -54,23 +81,35 @@ def _sqlite_memory() -> tuple[ctypes.CDLL | None]:
 
 
 def watch(
-    stop: threading.Event, period_s: float, trace_every_s: float, started: list[CollectorServer]
+    stop: threading.Event,
+    period_s: float,
+    trace_every_s: float,
+    trim_every_s: float,
+    started: list[CollectorServer],
+    points: list[tuple[float, int]],
 ) -> None:
-    """Log memory figures every ``period_s`` until ``stop``; allocation diffs if tracing."""
+    """Log memory figures every ``period_s`` until ``stop``; allocation diffs if tracing.
+
+    Appends (seconds, RSS bytes) to ``points``; with ``trim_every_s`` trims the
+    malloc arenas that often and logs RSS after the trim too.
+    """
     (lib,) = _sqlite_memory()
     process = psutil.Process()
     began = time.monotonic()
     baseline: tracemalloc.Snapshot | None = None
     next_trace = began + trace_every_s
+    next_trim = began + trim_every_s
     while not stop.wait(period_s):  # bounded by stop
         elapsed = time.monotonic() - began
         stats = started[0].writer_stats()
         sqlite_used = lib.sqlite3_memory_used() if lib is not None else -1
         traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
+        rss = process.memory_info().rss
+        points.append((elapsed, rss))
         logger.warning(
             "t=%.0f rss=%.1f sqlite=%.1f python=%.1f blocks=%d threads=%d queued=%d written=%d",
             elapsed,
-            process.memory_info().rss / MIB,
+            rss / MIB,
             sqlite_used / MIB,
             traced / MIB,
             sys.getallocatedblocks(),
@@ -78,6 +117,16 @@ def watch(
             stats.queued_samples,
             stats.samples_written,
         )
+        if time.monotonic() >= next_trim:
+            next_trim += trim_every_s
+            trim_started = time.perf_counter()
+            released = release_free_memory()
+            logger.warning(
+                "trim: released=%s in %.1f ms, rss after=%.1f",
+                released,
+                (time.perf_counter() - trim_started) * 1000,
+                process.memory_info().rss / MIB,
+            )
         if tracemalloc.is_tracing() and time.monotonic() >= next_trace:
             next_trace += trace_every_s
             snapshot = tracemalloc.take_snapshot()
@@ -89,11 +138,17 @@ def watch(
 
 
 async def serve(
-    db_url: str, port: int, stop: asyncio.Event, started: list[CollectorServer]
+    db_url: str,
+    port: int,
+    stop: asyncio.Event,
+    started: list[CollectorServer],
+    sqlite_cache_mib: int,
 ) -> None:
     """The collector as ``dealerpulse collector`` runs it (one process), until ``stop``."""
     settings = CollectorSettings.from_values({"db": db_url, "listen": f"127.0.0.1:{port}"})
-    store = await asyncio.to_thread(open_store, db_url, pool=settings.pool_settings())
+    store = await asyncio.to_thread(
+        lambda: open_store(db_url, pool=settings.pool_settings(), sqlite_cache_mib=sqlite_cache_mib)
+    )
     server = CollectorServer(store, settings.listen, settings, SystemClock())
     await server.start()
     started.append(server)
@@ -115,8 +170,13 @@ def main() -> None:
     parser.add_argument("--tracemalloc-every", type=float, default=0.0)
     parser.add_argument("--disconnect-every", type=float, default=0.0)
     parser.add_argument("--shared-connection", action="store_true")
+    parser.add_argument("--trim-every", type=float, default=0.0)
+    parser.add_argument("--arena-max", type=int, default=0)
+    parser.add_argument("--sqlite-cache-mib", type=int, default=64)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    if args.arena_max > 0:
+        limit_arenas(args.arena_max)
     tmp = Path(tempfile.mkdtemp(prefix="soak-profile-"))
     db_url = args.db or f"sqlite:///{tmp / 'soak.db'}"
     store = open_store(db_url, pool_size=1)
@@ -129,15 +189,23 @@ def main() -> None:
     port = free_port()
     stop_watch = threading.Event()
     started: list[CollectorServer] = []
+    points: list[tuple[float, int]] = []
     watcher = threading.Thread(
         target=watch,
-        args=(stop_watch, args.period, args.tracemalloc_every or 1e9, started),
+        args=(
+            stop_watch,
+            args.period,
+            args.tracemalloc_every or 1e9,
+            args.trim_every or 1e9,
+            started,
+            points,
+        ),
         daemon=True,
     )
 
     async def run() -> None:
         stop = asyncio.Event()
-        collector = asyncio.create_task(serve(db_url, port, stop, started))
+        collector = asyncio.create_task(serve(db_url, port, stop, started, args.sqlite_cache_mib))
         await asyncio.to_thread(wait_for, lambda: serving(port), "the collector to serve")
         extra: tuple[str, ...] = ("--disconnect-every", str(args.disconnect_every))
         if not args.shared_connection:
@@ -166,7 +234,28 @@ def main() -> None:
             await collector
 
     asyncio.run(run())
+    log_summary(points)
     logger.warning("files in %s", tmp)
+
+
+def log_summary(points: list[tuple[float, int]]) -> None:
+    """The soak's figures: RSS over the second half (the first is warm-up) and its slope."""
+    settled = points[len(points) // 2 :]
+    if len(settled) < 2:
+        logger.warning("too few points for a slope: %s", len(points))
+        return
+    logger.warning(
+        "summary: rss start %.1f, second half first %.1f last %.1f max %.1f MiB, "
+        "slope %+.2f MiB/min over %s points (%.0f-%.0f s)",
+        points[0][1] / MIB,
+        settled[0][1] / MIB,
+        settled[-1][1] / MIB,
+        max(r for _, r in points) / MIB,
+        slope_mib_per_min(settled),
+        len(settled),
+        settled[0][0],
+        settled[-1][0],
+    )
 
 
 if __name__ == "__main__":
