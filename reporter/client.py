@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from dealerpulse.rpc_client import call_unary, open_channel
 from dealerpulse.v1 import reporter_pb2_grpc
 from reporter import codec
 from reporter.model import (
@@ -43,10 +44,8 @@ class ReporterCallError(Exception):
 @contextmanager
 def connect(address: str, token: str, tls_root: bytes | None = None) -> Iterator[ReporterClient]:
     """A client on a new channel (TLS when ``tls_root``, the CA bundle, is given)."""
-    if tls_root is None:
-        channel = grpc.insecure_channel(address)
-    else:
-        channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(tls_root))
+    credentials = None if tls_root is None else grpc.ssl_channel_credentials(tls_root)
+    channel = open_channel(address, credentials)
     try:
         yield ReporterClient(reporter_pb2_grpc.ReporterStub(channel), token)  # type: ignore[no-untyped-call]
     finally:
@@ -55,17 +54,12 @@ def connect(address: str, token: str, tls_root: bytes | None = None) -> Iterator
 
 class ReporterClient:
     def __init__(self, stub: reporter_pb2_grpc.ReporterStub, token: str) -> None:
-        self._stub, self._metadata = stub, (("authorization", f"Bearer {token}"),)
+        self._stub, self._token = stub, token
 
     def _call(self, method: str, request: Any) -> Any:
-        try:
-            return getattr(self._stub, method)(
-                request, metadata=self._metadata, timeout=CALL_TIMEOUT_S
-            )
-        except grpc.RpcError as exc:
-            code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
-            details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-            raise ReporterCallError(code.name, details or "") from exc
+        return call_unary(
+            self._stub, method, request, self._token, CALL_TIMEOUT_S, ReporterCallError
+        )
 
     def realtime(self, dealer_id: str = "") -> Realtime:
         return codec.realtime_from_pb(self._call("GetRealtime", codec.realtime_request(dealer_id)))

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import grpc
-
 from collector.alerting.errors import AlertingError
 from dealerpulse.clock import from_unix_ms, to_unix_ms
+from dealerpulse.rpc_client import call_unary, open_channel
 from dealerpulse.tls import ClientTls, channel_credentials
 from dealerpulse.v1 import alerts_pb2 as pb
 from dealerpulse.v1 import alerts_pb2_grpc
@@ -53,10 +52,7 @@ def connect(address: str, token: str, tls: ClientTls | None = None) -> Iterator[
 
     Raises :class:`dealerpulse.tls.TlsError` naming a bad TLS file.
     """
-    if tls is None:
-        channel = grpc.insecure_channel(address)
-    else:
-        channel = grpc.secure_channel(address, channel_credentials(tls))
+    channel = open_channel(address, None if tls is None else channel_credentials(tls))
     try:
         yield AlertsClient(alerts_pb2_grpc.AlertsStub(channel), token)  # type: ignore[no-untyped-call]
     finally:
@@ -65,17 +61,10 @@ def connect(address: str, token: str, tls: ClientTls | None = None) -> Iterator[
 
 class AlertsClient:
     def __init__(self, stub: alerts_pb2_grpc.AlertsStub, token: str) -> None:
-        self._stub, self._metadata = stub, (("authorization", f"Bearer {token}"),)
+        self._stub, self._token = stub, token
 
     def _call(self, method: str, request: Any) -> Any:
-        try:
-            return getattr(self._stub, method)(
-                request, metadata=self._metadata, timeout=CALL_TIMEOUT_S
-            )
-        except grpc.RpcError as exc:
-            code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
-            details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-            raise AlertsCallError(code.name, details or "") from exc
+        return call_unary(self._stub, method, request, self._token, CALL_TIMEOUT_S, AlertsCallError)
 
     # ---- rules
 
