@@ -1,10 +1,14 @@
-"""The collector's maintenance jobs (APScheduler 3, AsyncIOScheduler): rollups and retention.
+"""The collector's maintenance jobs (APScheduler 3, AsyncIOScheduler): rollups, retention
+and, on PostgreSQL, the daily partitions of the raw tables.
 
 Like :mod:`collector.alerting.jobs`: interval jobs, blocking database work in
 a thread so the event loop keeps serving ingest, ``max_instances=1`` and
 ``coalesce`` so a slow run delays the next instead of piling up. Only the
 process with ``run_jobs`` schedules them; across collectors on one PostgreSQL
 the maintenance lock (:mod:`collector.rollup.lock`) lets one run at a time.
+The partition job does not take it (it must not wait behind a long
+retention run): it runs once at start and hourly, and its own advisory lock
+serialises collectors (:mod:`collector.store.partitions`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field, replace
-from datetime import UTC
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -23,12 +27,14 @@ from collector.rollup.retention import RetentionPolicy, RetentionReport, Retenti
 from collector.rollup.rollups import RollupReport, RollupRunner, RollupSettings
 from collector.scheduling import shut_down
 from collector.settings import CollectorSettings
+from collector.store.partitions import DAYS_AHEAD, PartitionReport, partition_manager
 from dealerpulse.clock import Clock
 
 logger = logging.getLogger(__name__)
 
 ROLLUP_JOB = "rollup"
 RETENTION_JOB = "retention"
+PARTITION_JOB = "partitions"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +42,8 @@ class MaintenanceSettings:
     rollup_interval_s: float = 60.0
     retention_interval_s: float = 3600.0
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    partition_interval_s: float = 3600.0
+    partition_days_ahead: int = DAYS_AHEAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +55,8 @@ class MaintenanceStats:
     failures: int = 0
     last_rollup: RollupReport | None = None
     last_retention: RetentionReport | None = None
+    partition_runs: int = 0
+    last_partitions: PartitionReport | None = None
 
 
 class MaintenanceJobs:
@@ -60,6 +70,7 @@ class MaintenanceJobs:
         policy = self._settings.retention
         self._rollups = RollupRunner(engine, RollupSettings(raw_retention_days=policy.raw_days))
         self._retention = RetentionRunner(engine, policy)
+        self._partitions = partition_manager(engine, self._settings.partition_days_ahead)
         self._scheduler: AsyncIOScheduler | None = None
         self._stats = MaintenanceStats()
         # Held while a job runs: stop() waits for it before the store closes.
@@ -83,6 +94,17 @@ class MaintenanceJobs:
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=None,
+            )
+        if self._partitions is not None:
+            # At start too: today's partition may be missing after a long stop.
+            scheduler.add_job(
+                self._partition,
+                IntervalTrigger(seconds=self._settings.partition_interval_s, timezone=UTC),
+                id=PARTITION_JOB,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+                next_run_time=datetime.now(UTC),
             )
         scheduler.start()
         self._scheduler = scheduler
@@ -116,6 +138,21 @@ class MaintenanceJobs:
                 return
             self._stats = replace(
                 self._stats, retentions=self._stats.retentions + 1, last_retention=report
+            )
+
+    async def _partition(self) -> None:
+        if self._partitions is None:
+            return
+        async with self._running:
+            try:
+                report = await asyncio.to_thread(self._partitions.ensure, self._clock.now())
+            except StoreError as error:
+                self._failed("partition maintenance", error)
+                return
+            self._stats = replace(
+                self._stats,
+                partition_runs=self._stats.partition_runs + 1,
+                last_partitions=report,
             )
 
     def _failed(self, what: str, error: Exception) -> None:

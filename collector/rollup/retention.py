@@ -11,9 +11,15 @@ found through an index, and commits. Expired means older than:
 - ``rollup_1h_days``: the same for the 1-hour tables and the 1-day
   endpoint rollups.
 
-Chunks pick rows by their primary key (samples, api_performance) or by the
-row's physical id (SQLite ``rowid``, PostgreSQL ``ctid``) for the rollup
-tables, whose keys are composite.
+Chunks pick rows by their id (samples, api_performance) or by the row's
+physical id (SQLite ``rowid``, PostgreSQL ``ctid``) for the rollup tables,
+whose keys are composite.
+
+On PostgreSQL the raw tables are partitioned by day (migration 0008,
+:mod:`collector.store.partitions`): first every daily partition whose whole
+day is older than the raw cutoff is detached and dropped, which costs the
+same for a million rows as for one; the chunked deletes then only find the
+rows of the day the cutoff falls in and those in the DEFAULT partition.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from sqlalchemy import ColumnElement, Engine, Table, select, text
 
 from collector.rollup.lock import maintenance_lock
 from collector.store.engine import WRITE_OPTION, translated_errors
+from collector.store.partitions import RAW_TABLES, PartitionManager, partition_manager
 from collector.store.schema import (
     api_performance,
     dealers,
@@ -74,12 +81,30 @@ class RetentionReport:
     chunks: int = 0
     complete: bool = True  # False: max_chunks reached, more is left
     seconds: float = 0.0
+    # Whole daily partitions detached and dropped (PostgreSQL); their rows are
+    # not counted in ``deleted``.
+    dropped_partitions: tuple[str, ...] = ()
+
+    @property
+    def partitions_dropped(self) -> int:
+        return len(self.dropped_partitions)
 
 
 class RetentionRunner:
-    def __init__(self, engine: Engine, policy: RetentionPolicy | None = None) -> None:
+    """``drop_partitions=False`` deletes rows only, partitions or not (for comparisons)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        policy: RetentionPolicy | None = None,
+        *,
+        drop_partitions: bool = True,
+    ) -> None:
         self._engine = engine
         self._policy = policy or RetentionPolicy()
+        self._partitions: PartitionManager | None = (
+            partition_manager(engine) if drop_partitions else None
+        )
 
     def run(self, now: datetime) -> RetentionReport:
         started = time.monotonic()
@@ -87,16 +112,35 @@ class RetentionRunner:
             if not held:
                 logger.info("retention skipped: another collector holds the maintenance lock")
                 return RetentionReport(skipped=True)
+            dropped = self._drop_partitions(now - timedelta(days=self._policy.raw_days))
             deleted, chunks = self._run(now)
         report = RetentionReport(
             deleted=deleted,
             chunks=chunks,
             complete=chunks < self._policy.max_chunks,
             seconds=time.monotonic() - started,
+            dropped_partitions=dropped,
         )
-        if any(deleted.values()):
-            logger.info("retention: deleted %s in %s chunks", deleted, chunks)
+        if any(deleted.values()) or dropped:
+            logger.info(
+                "retention: dropped %s partitions, deleted %s in %s chunks",
+                len(dropped),
+                deleted,
+                chunks,
+            )
         return report
+
+    def _drop_partitions(self, cutoff: datetime) -> tuple[str, ...]:
+        """Drop the raw tables' daily partitions that end at or before ``cutoff``."""
+        if self._partitions is None:
+            return ()
+        dropped: list[str] = []
+        for table in RAW_TABLES:
+            for partition in self._partitions.expired(table, cutoff):
+                # Not dropped (locks busy): its rows go by the chunked delete below.
+                if self._partitions.drop(partition):
+                    dropped.append(partition.name)
+        return tuple(dropped)
 
     def _run(self, now: datetime) -> tuple[dict[str, int], int]:
         policy = self._policy
