@@ -1,5 +1,5 @@
-"""The collector's own /metrics (``--metrics-listen``): writer queue and alert job figures
-(runs, what the last ones did and how long they took).
+"""The collector's own /metrics (``--metrics-listen``): writer queue, alert job and
+maintenance job figures (runs, what the last ones did and how long they took).
 
 Prometheus text exposition from prometheus-client, served on its own small
 HTTP server thread, with a registry of its own (never the global one). What
@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from collector.alerting.jobs import DISPATCH_JOB, TICK_JOB, JobStats
 from collector.ingest.writer import WriterStats
+from collector.rollup.jobs import MaintenanceStats
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +38,11 @@ class StatsSource(Protocol):
 
     def alert_job_stats(self) -> JobStats: ...
 
+    def maintenance_job_stats(self) -> MaintenanceStats: ...
+
 
 def for_server(server: StatsSource) -> CollectorMetrics:
-    """The figures of a collector server (no job figures while alerting is off)."""
+    """The figures of a collector server (no job figures for jobs that do not run)."""
 
     def jobs() -> JobStats | None:
         try:
@@ -47,7 +50,13 @@ def for_server(server: StatsSource) -> CollectorMetrics:
         except RuntimeError:
             return None
 
-    return CollectorMetrics(server.writer_stats, jobs)
+    def maintenance() -> MaintenanceStats | None:
+        try:
+            return server.maintenance_job_stats()
+        except RuntimeError:
+            return None
+
+    return CollectorMetrics(server.writer_stats, jobs, maintenance)
 
 
 class CollectorMetrics(Collector):
@@ -57,9 +66,11 @@ class CollectorMetrics(Collector):
         self,
         writer_stats: Callable[[], WriterStats],
         job_stats: Callable[[], JobStats | None],
+        maintenance_stats: Callable[[], MaintenanceStats | None] = lambda: None,
     ) -> None:
         self._writer_stats = writer_stats
         self._job_stats = job_stats
+        self._maintenance_stats = maintenance_stats
 
     def collect(self) -> Iterator[Metric]:
         try:
@@ -70,6 +81,9 @@ class CollectorMetrics(Collector):
         jobs = self._job_stats()
         if jobs is not None:
             yield from _job_families(jobs)
+        maintenance = self._maintenance_stats()
+        if maintenance is not None:
+            yield from _maintenance_families(maintenance)
 
 
 def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
@@ -146,6 +160,41 @@ def _job_durations(stats: JobStats) -> Iterator[Metric]:
     for job, seconds in durations:
         family.add_metric([job], seconds)
     yield family
+
+
+def _maintenance_families(stats: MaintenanceStats) -> Iterator[Metric]:
+    prefix = "dealerpulse_maintenance_"
+    yield _counter(prefix + "rollup_runs", "rollup job runs completed", stats.rollups)
+    yield _counter(prefix + "retention_runs", "retention job runs completed", stats.retentions)
+    yield _counter(prefix + "partition_runs", "partition job runs completed", stats.partition_runs)
+    yield _counter(prefix + "failures", "maintenance job runs that failed", stats.failures)
+    retention = stats.last_retention
+    if retention is not None:
+        deleted = GaugeMetricFamily(
+            prefix + "last_retention_deleted_rows",
+            "rows deleted by the last retention run, per table",
+            labels=["table"],
+        )
+        for table, rows in sorted(retention.deleted.items()):
+            deleted.add_metric([table], float(rows))
+        yield deleted
+        yield _gauge(
+            prefix + "last_retention_dropped_partitions",
+            "whole daily partitions dropped by the last retention run",
+            retention.partitions_dropped,
+        )
+    partitions = stats.last_partitions
+    if partitions is not None:
+        # Rows in DEFAULT mean days without a partition: retention can only delete them row
+        # by row, and the partition of their day cannot be attached until they are gone.
+        default_rows = GaugeMetricFamily(
+            prefix + "default_partition_rows",
+            "rows in the DEFAULT partition of a partitioned raw table",
+            labels=["table"],
+        )
+        for table, rows in sorted(partitions.default_rows.items()):
+            default_rows.add_metric([table], float(rows))
+        yield default_rows
 
 
 @dataclass

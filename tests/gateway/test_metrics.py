@@ -7,13 +7,19 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.metrics_http import for_server, serve_metrics
+from collector.ingest.writer import WriterStats
+from collector.metrics_http import CollectorMetrics, for_server, serve_metrics
+from collector.rollup.jobs import MaintenanceStats
+from collector.rollup.retention import RetentionReport
 from collector.server import CollectorServer
 from collector.settings import CollectorSettings
 from collector.store import SQLAlchemyMetricStore
+from collector.store.partitions import PartitionReport
 from dealerpulse.clock import FakeClock
 
 from .harness import ACME, SPOOL_BATCHES, SPOOL_BYTES, Client, Tokens
+
+IDLE_WRITER = WriterStats(0, 0, 0, 0, 0, 0, 0, 0, 0.0)
 
 
 def _families(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -81,3 +87,36 @@ def test_metrics_listen_is_an_option_of_the_collector() -> None:
     values = resolve(COLLECTOR_OPTIONS, {}, {"DEALERPULSE_METRICS_LISTEN": "127.0.0.1:9464"})
     assert CollectorSettings.from_values(values).metrics_listen == "127.0.0.1:9464"
     assert CollectorSettings.from_values(resolve(COLLECTOR_OPTIONS, {}, {})).metrics_listen is None
+
+
+def test_collector_metrics_show_what_the_maintenance_jobs_did() -> None:
+    stats = MaintenanceStats(
+        rollups=4,
+        retentions=2,
+        partition_runs=3,
+        last_retention=RetentionReport(
+            deleted={"samples": 5000, "api_performance": 12},
+            dropped_partitions=("samples_p20261001", "api_performance_p20261001"),
+        ),
+        last_partitions=PartitionReport(default_rows={"samples": 7, "api_performance": 0}),
+    )
+    metrics = serve_metrics(
+        "127.0.0.1:0", CollectorMetrics(lambda: IDLE_WRITER, lambda: None, lambda: stats)
+    )
+    try:
+        url = f"http://127.0.0.1:{metrics.port}/metrics"
+        families = _families(urllib.request.urlopen(url, timeout=10).read().decode())
+    finally:
+        metrics.stop()
+
+    prefix = "dealerpulse_maintenance_"
+    assert families[prefix + "rollup_runs"] == [({}, 4.0)]
+    assert families[prefix + "retention_runs"] == [({}, 2.0)]
+    assert families[prefix + "partition_runs"] == [({}, 3.0)]
+    assert sorted(families[prefix + "last_retention_deleted_rows"], key=str) == sorted(
+        [({"table": "samples"}, 5000.0), ({"table": "api_performance"}, 12.0)], key=str
+    )
+    assert families[prefix + "last_retention_dropped_partitions"] == [({}, 2.0)]
+    assert sorted(families[prefix + "default_partition_rows"], key=str) == sorted(
+        [({"table": "samples"}, 7.0), ({"table": "api_performance"}, 0.0)], key=str
+    )
