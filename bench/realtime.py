@@ -4,6 +4,7 @@
     python -m bench.realtime --db postgresql+psycopg://postgres@127.0.0.1:5432/dp_bench
     python -m bench.realtime --db sqlite:////tmp/realtime.db   # kept: a second run skips the fill
     python -m bench --only realtime
+    python -m bench.realtime --no-save       # a trial run: results/realtime.json stays
 
 Each dealer has one agent with ``--hours`` of history: per 10-second
 interval, ``--endpoints`` endpoint statistics with latency sketches and the
@@ -91,17 +92,25 @@ def _batch(dealer: str, seq: int, at: datetime, endpoints: int) -> MetricBatch:
     return dataclasses.replace(built, digest=digest)
 
 
-def fill(store: SQLAlchemyMetricStore, dealers: int, hours: float, endpoints: int) -> None:
+def fill(
+    store: SQLAlchemyMetricStore,
+    dealers: int,
+    hours: float,
+    endpoints: int,
+    now: datetime = NOW,
+) -> None:
+    """``hours`` of 10 s data up to ``now`` for each dealer (bench.http_load passes the
+    real time: its server runs on the system clock)."""
     intervals = int(hours * 3600 / INTERVAL.total_seconds())
     for d in range(dealers):
         dealer = f"dealer-{d:03d}"
-        store.create_dealer(dealer, dealer, f"hash-{dealer}", NOW - timedelta(days=1))
+        store.create_dealer(dealer, dealer, f"hash-{dealer}", now - timedelta(days=1))
         batches = [
-            _batch(dealer, i + 1, NOW - (intervals - i) * INTERVAL, endpoints)
+            _batch(dealer, i + 1, now - (intervals - i) * INTERVAL, endpoints)
             for i in range(intervals)
         ]
         for start in range(0, len(batches), 50):
-            store.write_batches(batches[start : start + 50], NOW - timedelta(seconds=5))
+            store.write_batches(batches[start : start + 50], now - timedelta(seconds=5))
 
 
 async def _measure(
@@ -148,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hours", type=float, default=1.0)
     parser.add_argument("--endpoints", type=int, default=10)
     parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument(
+        "--no-save", action="store_true", help=f"print only: leave {RESULTS.name} as it is"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         url = args.db or f"sqlite:///{tmp}/realtime.db"
@@ -189,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             f"p99 {figures['p99_ms']:.1f} ms, CPU {figures['cpu_ms_per_call']:.1f} ms a call "
             f"over {figures['calls']} calls"
         )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    if not args.no_save:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     met = result["uncached"]["p95_ms"] < TARGET_MS
     print(f"target p95 < {TARGET_MS:g} ms uncached: {'met' if met else 'MISSED'}")
     print(

@@ -31,12 +31,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from collector.abc import LatestSample, StoredSample
 from dealerpulse.clock import Clock, SystemClock, from_unix_ms, to_unix_ms
 from dealerpulse.config import Option, positive_float, resolve
-from dealerpulse.model import EndpointStat
+from dealerpulse.model import EndpointStat, LatencySketch
 from dealerpulse.sketch import SketchError
 
 if TYPE_CHECKING:
@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_WINDOW_S = 300.0
 PROBE_SOURCE = "probe"
 LIVENESS_METRIC = "cpu.percent"
+# The newest figures health reads (the resource status).
+LATEST_METRICS = ("cpu.percent", "memory.percent")
 # A threshold exceeded by this factor (response time, error rate) is critical.
 RESPONSE_TIME_CRITICAL_FACTOR = 2.0
 ERROR_RATE_CRITICAL_FACTOR = 10.0
@@ -161,8 +163,44 @@ class DealerHealth:
     endpoints: tuple[EndpointHealth, ...]
 
 
+class HealthRow(NamedTuple):
+    """What health needs of one EndpointStat (or api_performance row). A tuple: a
+    store reader builds hundreds a call (see :mod:`reporter.queries.health`), and an
+    EndpointStat costs several times more to make."""
+
+    route: str
+    method: str
+    source: str
+    requests: int  # not `count`: a tuple's method has that name
+    errors: int
+    client_errors: int
+    duration_sum_ms: float
+    duration_min_ms: float
+    duration_max_ms: float
+    last_error: str
+    last_error_ms: int  # 0: none
+    latency: LatencySketch | None
+
+
+def health_row(stat: EndpointStat) -> HealthRow:
+    return HealthRow(
+        stat.route,
+        stat.method,
+        stat.source,
+        stat.count,
+        stat.errors,
+        stat.client_errors,
+        stat.duration_sum_ms,
+        stat.duration_min_ms,
+        stat.duration_max_ms,
+        stat.last_error,
+        stat.last_error_ms,
+        stat.latency,
+    )
+
+
 class _Merged:
-    """Sums of several EndpointStats and the sum of their latency sketches."""
+    """Sums of several health rows and the sum of their latency sketches."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -180,29 +218,29 @@ class _Merged:
 
         self._sketch_sum = SketchSum
 
-    def add(self, stat: EndpointStat) -> None:
-        """Add the stat's counts (its sketch goes in through add_latency)."""
-        self.count += stat.count
-        self.errors += stat.errors
-        self.client_errors += stat.client_errors
-        self.duration_sum_ms += stat.duration_sum_ms
-        if stat.errors and stat.last_error_ms >= self.last_error_ms:
-            self.last_error, self.last_error_ms = stat.last_error, stat.last_error_ms
+    def add(self, row: HealthRow) -> None:
+        """Add the row's counts (its sketch goes in through add_latency)."""
+        self.count += row.requests
+        self.errors += row.errors
+        self.client_errors += row.client_errors
+        self.duration_sum_ms += row.duration_sum_ms
+        if row.errors and row.last_error_ms >= self.last_error_ms:
+            self.last_error, self.last_error_ms = row.last_error, row.last_error_ms
 
-    def add_latency(self, stat: EndpointStat) -> float | None:
-        """Add the stat's sketch; its accuracy, or None when it has none or it is refused."""
-        latency = stat.latency
-        if latency is None or not stat.count:
+    def add_latency(self, row: HealthRow) -> float | None:
+        """Add the row's sketch; its accuracy, or None when it has none or it is refused."""
+        latency = row.latency
+        if latency is None or not row.requests:
             return None
         accuracy = latency.relative_accuracy
         try:
             summed = self.sketches.get(accuracy) or self._sketch_sum(accuracy)
-            summed.add(latency, min_ms=stat.duration_min_ms, max_ms=stat.duration_max_ms)
+            summed.add(latency, min_ms=row.duration_min_ms, max_ms=row.duration_max_ms)
         except SketchError as exc:  # a malformed stored sketch: counts still count
-            logger.warning("cannot merge the latency sketch of %s: %s", stat.route, exc)
+            logger.warning("cannot merge the latency sketch of %s: %s", row.route, exc)
             return None
         if accuracy not in self.sketches:
-            self._note_accuracy(accuracy, stat.route)
+            self._note_accuracy(accuracy, row.route)
             self.sketches[accuracy] = summed
         return accuracy
 
@@ -255,11 +293,34 @@ def compute_health(
     uptime counts only from then, so a dealer monitored for one minute of a
     five-minute window is not 20 % up.
     """
+    return health_of_rows(
+        dealer_id,
+        start,
+        end,
+        map(health_row, stats),
+        liveness,
+        latest,
+        thresholds,
+        monitored_since,
+    )
+
+
+def health_of_rows(
+    dealer_id: str,
+    start: datetime,
+    end: datetime,
+    rows: Iterable[HealthRow],
+    liveness: Sequence[StoredSample] = (),
+    latest: Sequence[LatestSample] = (),
+    thresholds: HealthThresholds | None = None,
+    monitored_since: datetime | None = None,
+) -> DealerHealth:
+    """:func:`compute_health` of the stats' :func:`health_row` tuples, oldest first."""
     if end <= start:
         raise ValueError(f"health range must not be empty: start {start} >= end {end}")
     thresholds = thresholds or HealthThresholds()
     minutes = (end - start).total_seconds() / 60
-    traffic, probes, per_endpoint = _merge(stats)
+    traffic, probes, per_endpoint = _merge(rows)
     uptime_start = max(start, monitored_since) if monitored_since else start
     uptime, uptime_source = _uptime(probes, liveness, min(uptime_start, end), end)
     cpu, memory = _latest(latest, "cpu.percent"), _latest(latest, "memory.percent")
@@ -293,22 +354,23 @@ def compute_health(
 
 
 def _merge(
-    stats: Iterable[EndpointStat],
+    rows: Iterable[HealthRow],
 ) -> tuple[_Merged, _Merged, dict[tuple[str, str, str], _Merged]]:
     """Traffic, probes and per-endpoint sums. Each sketch is decoded into its
     endpoint's sum only; traffic and probes merge the endpoint sums (bucket
     sums do not depend on order), which halves the work of health."""
     traffic, probes = _Merged(), _Merged()
     per_endpoint: dict[tuple[str, str, str], _Merged] = {}
-    for stat in stats:
-        group = probes if stat.source == PROBE_SOURCE else traffic
-        group.add(stat)
-        key = (stat.route, stat.method, stat.source)
+    for row in rows:
+        source = row.source
+        group = probes if source == PROBE_SOURCE else traffic
+        group.add(row)
+        key = (row.route, row.method, source)
         endpoint = per_endpoint.get(key)
         if endpoint is None:
             endpoint = per_endpoint[key] = _Merged()
-        endpoint.add(stat)
-        accuracy = endpoint.add_latency(stat)
+        endpoint.add(row)
+        accuracy = endpoint.add_latency(row)
         if accuracy is not None:
             group.reserve(accuracy)
     for (_, _, source), endpoint in per_endpoint.items():
@@ -474,15 +536,12 @@ def dealer_health(
 ) -> DealerHealth:
     """Read what health needs from the store and compute it."""
     records = store.query_endpoint_stats(dealer_id, start, end)
-    liveness = _one_agent_liveness(store.query_samples(dealer_id, LIVENESS_METRIC, start, end))
-    latest = store.latest_samples(dealer_id, ["cpu.percent", "memory.percent"])
+    liveness = one_agent_liveness(store.query_samples(dealer_id, LIVENESS_METRIC, start, end))
+    latest = store.latest_samples(dealer_id, list(LATEST_METRICS))
     since = None
     if isinstance(store, AgentDirectory):
         firsts = [agent.first_seen for agent in store.list_agents(dealer_id)]
-        # Spooled samples can predate the first contact: monitoring began at
-        # whichever came first.
-        firsts.extend(sample.time for sample in liveness[:1])
-        since = min(firsts) if firsts else None
+        since = monitoring_began(firsts, liveness)
     return compute_health(
         dealer_id,
         start,
@@ -495,7 +554,16 @@ def dealer_health(
     )
 
 
-def _one_agent_liveness(samples: list[StoredSample]) -> list[StoredSample]:
+def one_agent_liveness(samples: list[StoredSample]) -> list[StoredSample]:
     # Host-wide samples only; several agents of one dealer share sample times
     # (they align on interval boundaries), so a set of times measures "any up".
     return [s for s in samples if not s.labels]
+
+
+def monitoring_began(
+    first_seen: Sequence[datetime], liveness: Sequence[StoredSample]
+) -> datetime | None:
+    """When the dealer's monitoring began: its agents' first contact or, as spooled
+    samples can predate that, its oldest liveness sample, whichever came first."""
+    firsts = [*first_seen, *(sample.time for sample in liveness[:1])]
+    return min(firsts) if firsts else None

@@ -1,8 +1,8 @@
 """ReporterCore: the reporter's operations (:class:`reporter.model.Reporter`) over the store.
 
-- real time: :func:`collector.health.dealer_health` over the last
-  ``realtime_window_s`` plus a :class:`ResourceSnapshot` from the newest
-  samples;
+- real time: the health :func:`collector.health.dealer_health` gives over the
+  last ``realtime_window_s`` plus a :class:`ResourceSnapshot` from the newest
+  samples, read in one lean pass (:func:`reporter.queries.health.read_realtime`);
 - analytics: the rollup queries (:func:`reporter.queries.read_analytics`)
   and the analysis (:func:`reporter.analysis.analyse`); recommendations are
   the analytics' own, so both share one cached computation;
@@ -29,7 +29,6 @@ from typing import Any
 from sqlalchemy import func, select
 
 from collector.abc import LatestSample, UnknownDealer
-from collector.health import dealer_health
 from collector.store import SQLAlchemyMetricStore
 from collector.store.engine import translated_errors
 from collector.store.schema import agents
@@ -92,12 +91,23 @@ class ReporterCore:
         )
 
     def _realtime(self, dealer_id: str) -> Realtime:
-        self._require_dealer(dealer_id)
+        # Imported here as analytics are: reporter.queries brings numpy along.
+        from reporter.queries.health import read_realtime
+
         now = self._clock.now()
         start = now - timedelta(seconds=self._settings.realtime_window_s)
-        health = dealer_health(self._store, dealer_id, start, now, self._settings.thresholds)
-        latest = self._store.latest_samples(dealer_id, SNAPSHOT_METRICS)
-        return Realtime(health=health, resources=resource_snapshot(latest), as_of=now)
+        with translated_errors(f"reading the real-time health of {dealer_id!r}"):
+            read = read_realtime(
+                self._store.engine,
+                dealer_id,
+                start,
+                now,
+                self._settings.thresholds,
+                SNAPSHOT_METRICS,
+            )
+        if read is None:
+            raise UnknownDealer(f"no dealer {dealer_id!r}")
+        return Realtime(health=read.health, resources=resource_snapshot(read.latest), as_of=now)
 
     # ---- analytics
 
