@@ -15,12 +15,11 @@ import logging
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.abc import EndpointSource, Source
 from agent.aggregate import EndpointAggregator
 from agent.batching import split
-from agent.check import CheckReport, check
 from agent.connection import Endpoint
 from agent.errors import AgentError
 from agent.intake import IntakeCountersSource, IntakeError, IntakeServer
@@ -31,7 +30,10 @@ from agent.spool import SqliteSpool
 from dealerpulse.clock import Clock, SystemClock, sleep_until_event, to_unix_ms
 from dealerpulse.model import EndpointStat, Sample
 
-__all__ = ["Agent", "AgentConfig", "CheckReport", "check", "next_boundary_ms", "run_agent"]
+if TYPE_CHECKING:
+    from agent.check import CheckReport
+
+__all__ = ["Agent", "AgentConfig", "check", "next_boundary_ms", "run_agent"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,13 @@ class Background(Protocol):
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+
+async def check(config: AgentConfig, clock: Clock | None = None) -> CheckReport:
+    """``dealerpulse agent --check``; agent.check is loaded only for it (memory)."""
+    from agent.check import check as check_config
+
+    return await check_config(config, clock)
 
 
 def next_boundary_ms(now_ms: int, interval_ms: int) -> int:

@@ -10,6 +10,12 @@ CPU time (user + system) over the measuring window, its peak RSS (VmHWM) and
 its USS (private memory). Writes bench/results/agent_overhead.json and prints
 a table.
 
+Peak RSS includes the pages of shared libraries the agent has touched (the
+``file`` column): grpc's C core alone is about 15 MiB of them. For scale, a
+process that only starts CPython 3.11, imports grpc (which imports asyncio),
+sqlite3 and psutil and makes one call on a grpc.aio channel peaks at about
+38.8 MiB here (measured 2026-11-26, no agent code, no protobuf).
+
 Budget: under 0.5 % of one core at a 10 s interval, under 40 MiB RSS. For
 scale (120 s at a 1 s interval): collectd 0.12 CPU-s and 3 MB RSS,
 node_exporter 0.40 CPU-s and 21 MB, a bare psutil loop 0.08 CPU-s and 13 MB.
@@ -54,9 +60,17 @@ class Run:
     cpu_s_per_120s: float
     peak_rss_mib: float
     rss_mib: float
+    # RSS split: pages backed by files (shared library code: grpc's C core,
+    # libpython; shared with other processes) and anonymous (heap, Python objects).
+    rss_file_mib: float
+    rss_anon_mib: float
     uss_mib: float
+    threads: int
     batches_stored: int
     samples_stored: int
+    # The host's 1-minute load average at the end of the window: CPU figures
+    # are noisy on a busy machine, RSS figures are not.
+    load_average_1m: float
 
 
 def _free_port() -> int:
@@ -106,12 +120,17 @@ def _add_dealer(db_url: str, env: dict[str, str]) -> str:
     raise SystemExit(f"dealer add printed no token:\n{done.stdout}\n{done.stderr}")
 
 
-def _peak_rss_bytes(pid: int) -> int:
-    """VmHWM: the process's peak resident set, in bytes (Linux)."""
+def _status(pid: int) -> dict[str, int]:
+    """Numeric fields of /proc/PID/status (Linux); sizes are in KiB there."""
+    fields: dict[str, int] = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise SystemExit(f"no VmHWM in /proc/{pid}/status (Linux only)")
+        key, _, value = line.partition(":")
+        words = value.split()
+        if words and words[0].isdigit():
+            fields[key] = int(words[0])
+    if "VmHWM" not in fields:
+        raise SystemExit(f"no VmHWM in /proc/{pid}/status (Linux only)")
+    return fields
 
 
 def _stored(db_url: str, agent_id: str) -> tuple[int, int]:
@@ -173,7 +192,7 @@ def measure(
         after = watched.cpu_times()
         window_s = time.monotonic() - started
         memory = watched.memory_full_info()
-        peak = _peak_rss_bytes(agent.pid)
+        status = _status(agent.pid)
     cpu_s = (after.user + after.system) - (before.user + before.system)
     batches, samples = _stored(f"sqlite:///{tmp / 'collector.db'}", agent_id)
     run = Run(
@@ -183,11 +202,15 @@ def measure(
         cpu_s_per_hour=round(cpu_s * 3600 / window_s, 2),
         cpu_percent_of_one_core=round(100 * cpu_s / window_s, 3),
         cpu_s_per_120s=round(cpu_s * 120 / window_s, 3),
-        peak_rss_mib=round(peak / MIB, 1),
+        peak_rss_mib=round(status["VmHWM"] * 1024 / MIB, 1),
         rss_mib=round(memory.rss / MIB, 1),
+        rss_file_mib=round(status["RssFile"] * 1024 / MIB, 1),
+        rss_anon_mib=round(status["RssAnon"] * 1024 / MIB, 1),
         uss_mib=round(memory.uss / MIB, 1),
+        threads=status["Threads"],
         batches_stored=batches,
         samples_stored=samples,
+        load_average_1m=round(os.getloadavg()[0], 2),
     )
     return run, agent.pid
 
@@ -227,15 +250,17 @@ def run_all(intervals: Sequence[float], seconds: float, warmup_s: float) -> list
 def table(runs: Sequence[Run]) -> str:
     header = (
         f"{'interval':>8} {'window':>7} {'CPU-s':>7} {'CPU-s/h':>8} {'%core':>7} "
-        f"{'CPU-s/120s':>10} {'peakRSS':>8} {'RSS':>6} {'USS':>6} {'batches':>7} {'samples':>7}"
+        f"{'CPU-s/120s':>10} {'peakRSS':>8} {'RSS':>6} {'file':>6} {'anon':>6} {'USS':>6} "
+        f"{'thr':>3} {'batches':>7} {'samples':>7} {'load':>5}"
     )
     lines = [header]
     for r in runs:
         lines.append(
             f"{r.interval_s:>7g}s {r.window_s:>6.0f}s {r.cpu_s:>7.3f} {r.cpu_s_per_hour:>8.2f} "
             f"{r.cpu_percent_of_one_core:>7.3f} {r.cpu_s_per_120s:>10.3f} "
-            f"{r.peak_rss_mib:>7.1f}M {r.rss_mib:>5.1f}M {r.uss_mib:>5.1f}M "
-            f"{r.batches_stored:>7} {r.samples_stored:>7}"
+            f"{r.peak_rss_mib:>7.1f}M {r.rss_mib:>5.1f}M {r.rss_file_mib:>5.1f}M "
+            f"{r.rss_anon_mib:>5.1f}M {r.uss_mib:>5.1f}M {r.threads:>3} "
+            f"{r.batches_stored:>7} {r.samples_stored:>7} {r.load_average_1m:>5.2f}"
         )
     return "\n".join(lines)
 

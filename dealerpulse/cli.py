@@ -130,6 +130,11 @@ def _add_command(subparsers: Any, command: Command, with_options: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if chosen_command(argv) == "agent":
+        # Before the parser imports asyncio: keeps the agent process small.
+        from agent.footprint import import_grpc_without_stdlib_ssl
+
+        import_grpc_without_stdlib_ssl()
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     logs.setup(args.log_level)

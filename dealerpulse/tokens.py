@@ -8,10 +8,7 @@ bits, so a slow password hash would add cost without adding safety.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
-import secrets
 from dataclasses import dataclass
 
 PREFIX = "dp1"
@@ -45,7 +42,13 @@ def validate_dealer_id(dealer_id: str) -> str:
     return dealer_id
 
 
+# hashlib, hmac and secrets are imported where used: the agent only parses
+# tokens, and hashlib would load libcrypto (megabytes of RSS) into it.
+
+
 def new_token(dealer_id: str) -> str:
+    import secrets
+
     validate_dealer_id(dealer_id)
     return f"{PREFIX}.{dealer_id}.{secrets.token_urlsafe(32)}"
 
@@ -58,6 +61,8 @@ def new_admin_token() -> str:
 
     It names no dealer, so it can never write metrics through Ingest.
     """
+    import secrets
+
     return f"{ADMIN_PREFIX}.{secrets.token_urlsafe(32)}"
 
 
@@ -71,10 +76,14 @@ def parse_token(token: str) -> ParsedToken:
 
 
 def hash_token(token: str) -> str:
+    import hashlib
+
     return hashlib.sha256(token.strip().encode()).hexdigest()
 
 
 def token_matches(token: str, stored_hash: str) -> bool:
+    import hmac
+
     return hmac.compare_digest(hash_token(token), stored_hash)
 
 
