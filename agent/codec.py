@@ -8,7 +8,7 @@ byte-identical to the first send.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
@@ -16,7 +16,15 @@ from typing import TypeVar
 from google.protobuf.message import DecodeError
 
 from agent.errors import CodecError
-from dealerpulse.model import AgentCounters, EndpointStat, Gap, LatencySketch, MetricBatch, Sample
+from dealerpulse.model import (
+    AgentCounters,
+    EndpointStat,
+    Gap,
+    Labels,
+    LatencySketch,
+    MetricBatch,
+    Sample,
+)
 from dealerpulse.v1 import ingest_pb2 as pb
 
 logger = logging.getLogger(__name__)
@@ -65,13 +73,20 @@ class HelloReply:
     dealer_name: str
     last_committed_seq: int
     server_time_ms: int
+    # The collector reads Batch.sample_columns (see encode_batch).
+    accepts_sample_columns: bool = False
 
 
 # ---- batches -> bytes
 
 
-def encode_batch(batch: MetricBatch) -> bytes:
-    """The deterministic wire encoding of a batch; CodecError names a bad field."""
+def encode_batch(batch: MetricBatch, *, columnar: bool = False) -> bytes:
+    """The deterministic wire encoding of a batch; CodecError names a bad field.
+
+    ``columnar`` puts the samples in ``sample_columns`` (far cheaper for the
+    collector to decode); only for a collector whose Hello reply says it
+    accepts them (:attr:`HelloReply.accepts_sample_columns`).
+    """
     message = pb.Batch(
         agent_id=batch.agent_id,
         dealer_id=batch.dealer_id,
@@ -82,8 +97,11 @@ def encode_batch(batch: MetricBatch) -> bytes:
         created_unix_ms=batch.created_ms,
         counters=_counters(batch.counters),
     )
-    for index, sample in enumerate(batch.samples):
-        _guarded(f"samples[{index}]", _add_sample, message, sample)
+    if columnar:
+        _guarded("sample_columns", _add_columns, message, batch.samples)
+    else:
+        for index, sample in enumerate(batch.samples):
+            _guarded(f"samples[{index}]", _add_sample, message, sample)
     for index, stat in enumerate(batch.endpoints):
         _guarded(f"endpoints[{index}]", _add_endpoint, message, stat)
     for index, gap in enumerate(batch.gaps):
@@ -114,6 +132,27 @@ def _add_sample(message: pb.Batch, sample: Sample) -> None:
         time_unix_ms=sample.time_ms,
         labels=dict(sample.labels),
     )
+
+
+def _add_columns(message: pb.Batch, samples: Sequence[Sample]) -> None:
+    """Samples as columns: each distinct name, unit and label set once, then per sample
+    its indexes into those, its value and its time."""
+    if not samples:
+        return
+    names: dict[str, int] = {}
+    units: dict[str, int] = {}
+    label_sets: dict[Labels, int] = {}
+    columns = message.sample_columns
+    columns.name_index.extend([names.setdefault(s.name, len(names)) for s in samples])
+    columns.unit_index.extend([units.setdefault(s.unit, len(units)) for s in samples])
+    columns.labels_index.extend([label_sets.setdefault(s.labels, len(label_sets)) for s in samples])
+    columns.values.extend([s.value for s in samples])
+    columns.time_unix_ms.extend([s.time_ms for s in samples])
+    # Dicts keep insertion order: position i holds the entry numbered i.
+    columns.names.extend(names)
+    columns.units.extend(units)
+    for labels in label_sets:
+        columns.label_sets.add(labels=dict(labels))
 
 
 def _add_endpoint(message: pb.Batch, stat: EndpointStat) -> None:
@@ -189,6 +228,7 @@ def decode_hello_reply(data: bytes) -> HelloReply:
         dealer_name=reply.dealer_name,
         last_committed_seq=reply.last_committed_seq,
         server_time_ms=reply.server_time_unix_ms,
+        accepts_sample_columns=reply.accepts_sample_columns,
     )
 
 

@@ -70,7 +70,11 @@ class Run:
     rejected: int
     samples_stored: int
     collector_cpu_percent: float
+    # Robust to a busy machine, unlike the rates: what one million samples cost.
+    collector_cpu_s_per_million: float
     loadgen_cpu_percent: float
+    wire: str
+    load_average_1m: float
 
 
 def machine() -> dict[str, Any]:
@@ -171,7 +175,7 @@ def run_loadgen(
     command += ["--streams", str(args.streams), "--channels", str(args.channels)]
     command += ["--batch-samples", str(args.batch_samples)]
     command += ["--duration-s", str(args.duration_s), "--warmup-s", str(args.warmup_s)]
-    command += ["--batches-per-stream", str(args.batches_per_stream)]
+    command += ["--batches-per-stream", str(args.batches_per_stream), "--wire", args.wire]
     if rate is not None:
         command += ["--rate-samples-s", str(round(rate)), "--window", str(args.open_window)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -218,7 +222,10 @@ def measure(
         samples_stored=result["total_samples_stored"],
         # Includes the collector's idle moments while the loadgen builds its batches.
         collector_cpu_percent=round(100 * cpu_s / elapsed, 1),
+        collector_cpu_s_per_million=round(1e6 * cpu_s / max(1, result["total_samples_stored"]), 2),
         loadgen_cpu_percent=result["loadgen_cpu_percent"],
+        wire=args.wire,
+        load_average_1m=round(os.getloadavg()[0], 2),
     )
     return run, result
 
@@ -259,7 +266,8 @@ def bench_store(store: str, args: argparse.Namespace) -> list[Run]:
 
 HEADER = (
     f"{'store':<11} {'mode':<7} {'offered/s':>10} {'samples/s':>10} {'p50 ms':>8} "
-    f"{'p99 ms':>8} {'retries':>7} {'stored':>9} {'coll cpu':>8} {'gen cpu':>8}"
+    f"{'p99 ms':>8} {'retries':>7} {'stored':>9} {'coll cpu':>8} {'cpu s/M':>7} "
+    f"{'gen cpu':>8} {'load':>5}"
 )
 
 
@@ -269,7 +277,8 @@ def _row(run: Run) -> str:
         f"{run.store:<11} {run.mode:<7} {offered:>10} {run.samples_per_s:>10,.0f} "
         f"{run.ack_p50_ms:>8.1f} {run.ack_p99_ms:>8.1f} {run.retries:>7} "
         f"{run.samples_stored:>9,} {run.collector_cpu_percent:>7.0f}% "
-        f"{run.loadgen_cpu_percent:>7.0f}%"
+        f"{run.collector_cpu_s_per_million:>7.2f} {run.loadgen_cpu_percent:>7.0f}% "
+        f"{run.load_average_1m:>5.2f}"
     )
 
 
@@ -284,6 +293,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--channels", type=int, default=8)
     parser.add_argument("--batch-samples", type=int, default=500)
     parser.add_argument("--batches-per-stream", type=int, default=80)
+    parser.add_argument(
+        "--wire", choices=("rows", "columns"), default="rows", help="the loadgen's sample form"
+    )
     parser.add_argument("--duration-s", type=float, default=20.0, help="per loadgen run")
     parser.add_argument("--warmup-s", type=float, default=3.0)
     parser.add_argument("--open-window", type=int, default=16, help="open loop: unacked/stream")

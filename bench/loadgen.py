@@ -114,9 +114,15 @@ def sample_rows(
 
 
 def build_sample_blocks(
-    count: int, batch_samples: int, start_ms: int, series_per_agent: int | None = None
+    count: int,
+    batch_samples: int,
+    start_ms: int,
+    series_per_agent: int | None = None,
+    *,
+    columnar: bool = False,
 ) -> list[bytes]:
-    """The encoded ``samples`` field of each seq's batch, shared by every stream.
+    """The encoded ``samples`` (or ``sample_columns``) field of each seq's batch,
+    shared by every stream.
 
     Realistic host-metric shape: many series, one point each per interval.
     Samples carry no agent identity, so one block per seq serves all streams;
@@ -124,14 +130,37 @@ def build_sample_blocks(
     """
     blocks = []
     for seq in range(1, count + 1):
-        holder = ingest_pb2.Batch()
-        for name, instance, value, time_ms in sample_rows(
-            seq, batch_samples, start_ms, series_per_agent
-        ):
-            sample = holder.samples.add(name=name, value=value, unit="count", time_unix_ms=time_ms)
-            sample.labels["instance"] = instance
+        rows = sample_rows(seq, batch_samples, start_ms, series_per_agent)
+        holder = _columns_block(rows) if columnar else _rows_block(rows)
         blocks.append(holder.SerializeToString())
     return blocks
+
+
+def _rows_block(rows: Iterator[tuple[str, str, float, int]]) -> ingest_pb2.Batch:
+    holder = ingest_pb2.Batch()
+    for name, instance, value, time_ms in rows:
+        sample = holder.samples.add(name=name, value=value, unit="count", time_unix_ms=time_ms)
+        sample.labels["instance"] = instance
+    return holder
+
+
+def _columns_block(rows: Iterator[tuple[str, str, float, int]]) -> ingest_pb2.Batch:
+    """What the agent's columnar encoder sends for the same samples."""
+    holder = ingest_pb2.Batch()
+    columns = holder.sample_columns
+    names: dict[str, int] = {}
+    instances: dict[str, int] = {}
+    for name, instance, value, time_ms in rows:
+        columns.name_index.append(names.setdefault(name, len(names)))
+        columns.unit_index.append(0)
+        columns.labels_index.append(instances.setdefault(instance, len(instances)))
+        columns.values.append(value)
+        columns.time_unix_ms.append(time_ms)
+    columns.names.extend(names)
+    columns.units.append("count")
+    for instance in instances:
+        columns.label_sets.add().labels["instance"] = instance
+    return holder
 
 
 def build_batches(dealer_id: str, agent_id: str, blocks: list[bytes], start_ms: int) -> list[bytes]:
@@ -250,7 +279,13 @@ async def main_async(args: argparse.Namespace) -> Result:
     per_stream = args.batches_per_stream
     start_ms = int(time.time() * 1000) - (per_stream + 1) * INTERVAL_MS
     run = uuid.uuid4().hex[:8]
-    blocks = build_sample_blocks(per_stream, args.batch_samples, start_ms, args.series_per_agent)
+    blocks = build_sample_blocks(
+        per_stream,
+        args.batch_samples,
+        start_ms,
+        args.series_per_agent,
+        columnar=args.wire == "columns",
+    )
     agent_ids = [f"bench-{run}-{i}" for i in range(args.streams)]
     payloads = [build_batches(dealer_id, agent, blocks, start_ms) for agent in agent_ids]
     channels = [grpc.aio.insecure_channel(args.target) for _ in range(args.channels)]
@@ -331,6 +366,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batches-per-stream", type=int, default=80)
     parser.add_argument(
         "--series-per-agent", type=int, default=None, help="default: one per batch sample"
+    )
+    parser.add_argument(
+        "--wire",
+        choices=("rows", "columns"),
+        default="rows",
+        help="samples as repeated Sample (rows) or as Batch.sample_columns",
     )
     parser.add_argument("--window", type=int, default=4, help="unacked batches per stream")
     parser.add_argument("--duration-s", type=float, default=20.0)

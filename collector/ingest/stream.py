@@ -199,7 +199,11 @@ class StreamSession:
     async def _accept(self, message: pb.Batch) -> None:
         """Validate one batch and either answer it now or start its commit."""
         deps = self._deps
-        decoded = codec.decode_batch(message)
+        try:
+            decoded = codec.decode_batch(message)
+        except codec.ColumnsInvalid as exc:
+            self._reject(_header_of(message), exc.rejection)
+            return
         batch = decoded.batch
         if self._clock_offset is not None and batch.created_ms > 0:
             # Before validation: refused batches (a clock far ahead) show their offset too.
@@ -218,7 +222,9 @@ class StreamSession:
             encoded_bytes=decoded.encoded_bytes,
             now_ms=unix_ms(deps.clock),
         )
-        rejection = validate_batch(batch, caller, deps.config.limits, self._checked)
+        rejection = validate_batch(
+            batch, caller, deps.config.limits, self._checked, decoded.row_samples
+        )
         if rejection is not None:
             self._reject(batch, rejection)
             return
@@ -325,6 +331,19 @@ class StreamSession:
             rejection.message,
             f" ({suppressed} more rejections not logged)" if suppressed else "",
         )
+
+
+def _header_of(message: pb.Batch) -> MetricBatch:
+    """Who sent a batch that could not be decoded, for the rejection's log line."""
+    return MetricBatch(
+        agent_id=message.agent_id,
+        dealer_id=message.dealer_id,
+        seq=message.seq,
+        boot_id=message.boot_id,
+        hostname=message.hostname,
+        agent_version=message.agent_version,
+        created_ms=message.created_unix_ms,
+    )
 
 
 class _RateLimitedLog:

@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 import grpc
 
@@ -100,11 +101,17 @@ def _invalid(field: str, message: str) -> _Refused:
 
 
 def validate_batch(
-    batch: MetricBatch, caller: Caller, limits: Limits, checked: CheckedSeries | None = None
+    batch: MetricBatch,
+    caller: Caller,
+    limits: Limits,
+    checked: CheckedSeries | None = None,
+    row_samples: int | None = None,
 ) -> Rejection | None:
     """The first problem found in the batch, or None when it may be written.
 
     ``checked`` remembers series that passed before (same limits only).
+    ``row_samples``: how many of the samples came in the row form (all when
+    None); the others came in ``sample_columns`` and are named as such.
     """
     try:
         _check_dealer(batch, caller)
@@ -114,7 +121,8 @@ def validate_batch(
         window.check_not_future("created_unix_ms", batch.created_ms)
         if not _samples_plainly_valid(batch.samples, window, limits, checked):
             # Something is wrong: find the first problem, in sample order.
-            _check_samples(batch.samples, window, limits)
+            fields = _SampleFields(len(batch.samples) if row_samples is None else row_samples)
+            _check_samples(batch.samples, window, limits, fields)
         _check_endpoints(batch.endpoints, window, limits)
         _check_gaps(batch.gaps, window, limits)
         _check_counters(batch, limits)
@@ -209,6 +217,38 @@ class _TimeWindow:
             )
 
 
+# Columns of Sample (name, value, unit, time_ms, labels) by position.
+_SPEC = itemgetter(0, 2, 4)
+_POINT = itemgetter(0, 4, 3)
+_TIME = itemgetter(3)
+_VALUE = itemgetter(1)
+
+
+@dataclass(frozen=True, slots=True)
+class _SampleFields:
+    """The wire name of a sample's field: ``samples[i].value`` for the row form,
+    ``sample_columns.values[j]`` for the samples that came in columns."""
+
+    row_samples: int
+
+    def of(self, index: int, part: str) -> str:
+        if index < self.row_samples:
+            return f"samples[{index}].{part}" if part else f"samples[{index}]"
+        column = index - self.row_samples
+        return f"sample_columns.{_COLUMN_OF.get(part, 'values')}[{column}]"
+
+
+# Which column holds each part of a columnar sample (its own index column for
+# the parts sent once in a dictionary).
+_COLUMN_OF = {
+    "name": "name_index",
+    "value": "values",
+    "unit": "unit_index",
+    "time_unix_ms": "time_unix_ms",
+    "labels": "labels_index",
+}
+
+
 def _samples_plainly_valid(
     samples: Sequence[Sample], window: _TimeWindow, limits: Limits, checked: CheckedSeries | None
 ) -> bool:
@@ -221,7 +261,8 @@ def _samples_plainly_valid(
     if not samples:
         return True
     known = checked.specs if checked is not None else set()
-    new = {(s.name, s.unit, s.labels) for s in samples} - known
+    # Samples are tuples: itemgetter columns are built in C, no Python per sample.
+    new = set(map(_SPEC, samples)) - known
     for name, unit, labels in new:
         try:
             _check_name("name", name, limits)
@@ -229,7 +270,7 @@ def _samples_plainly_valid(
             _check_labels("labels", labels, limits)
         except _Refused:
             return False
-    times = [s.time_ms for s in samples]
+    times = list(map(_TIME, samples))
     try:
         # The window checks are monotonic in time: the extremes decide.
         window.check_recent("time_unix_ms", min(times))
@@ -237,29 +278,34 @@ def _samples_plainly_valid(
     except _Refused:
         return False
     # NaN or an infinity anywhere makes the sum NaN or infinite.
-    if not math.isfinite(sum([s.value for s in samples])):
+    if not math.isfinite(sum(map(_VALUE, samples))):
         return False
-    if len({(s.name, s.labels, s.time_ms) for s in samples}) != len(samples):
+    if len(set(map(_POINT, samples))) != len(samples):
         return False
     if checked is not None and new:
         checked.add(new)
     return True
 
 
-def _check_samples(samples: Iterable[Sample], window: _TimeWindow, limits: Limits) -> None:
+def _check_samples(
+    samples: Iterable[Sample], window: _TimeWindow, limits: Limits, fields: _SampleFields
+) -> None:
     first_seen: dict[tuple[str, tuple[tuple[str, str], ...], int], int] = {}
     for index, sample in enumerate(samples):
-        where = f"samples[{index}]"
-        _check_name(f"{where}.name", sample.name, limits)
+        _check_name(fields.of(index, "name"), sample.name, limits)
         if not math.isfinite(sample.value):
-            raise _invalid(f"{where}.value", f"must be a finite number, got {sample.value}")
-        _check_text(f"{where}.unit", sample.unit, limits.max_unit_len)
-        window.check_recent(f"{where}.time_unix_ms", sample.time_ms)
-        _check_labels(f"{where}.labels", sample.labels, limits)
+            raise _invalid(
+                fields.of(index, "value"), f"must be a finite number, got {sample.value}"
+            )
+        _check_text(fields.of(index, "unit"), sample.unit, limits.max_unit_len)
+        window.check_recent(fields.of(index, "time_unix_ms"), sample.time_ms)
+        _check_labels(fields.of(index, "labels"), sample.labels, limits)
         key = (sample.name, sample.labels, sample.time_ms)
         earlier = first_seen.setdefault(key, index)
         if earlier != index:
-            raise _invalid(where, f"same series and time as samples[{earlier}]")
+            raise _invalid(
+                fields.of(index, ""), f"same series and time as {fields.of(earlier, '')}"
+            )
 
 
 def _check_name(field: str, name: str, limits: Limits) -> None:

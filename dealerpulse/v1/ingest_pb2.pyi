@@ -118,8 +118,41 @@ class AgentCounters(_message.Message):
     spool_batches: int
     def __init__(self, generated_samples: _Optional[int] = ..., dropped_samples: _Optional[_Mapping[str, int]] = ..., spool_bytes: _Optional[int] = ..., spool_batches: _Optional[int] = ...) -> None: ...
 
+class LabelSet(_message.Message):
+    __slots__ = ("labels",)
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class SampleColumns(_message.Message):
+    __slots__ = ("names", "units", "label_sets", "name_index", "unit_index", "labels_index", "values", "time_unix_ms")
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_SETS_FIELD_NUMBER: _ClassVar[int]
+    NAME_INDEX_FIELD_NUMBER: _ClassVar[int]
+    UNIT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LABELS_INDEX_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    TIME_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    units: _containers.RepeatedScalarFieldContainer[str]
+    label_sets: _containers.RepeatedCompositeFieldContainer[LabelSet]
+    name_index: _containers.RepeatedScalarFieldContainer[int]
+    unit_index: _containers.RepeatedScalarFieldContainer[int]
+    labels_index: _containers.RepeatedScalarFieldContainer[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    time_unix_ms: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, names: _Optional[_Iterable[str]] = ..., units: _Optional[_Iterable[str]] = ..., label_sets: _Optional[_Iterable[_Union[LabelSet, _Mapping]]] = ..., name_index: _Optional[_Iterable[int]] = ..., unit_index: _Optional[_Iterable[int]] = ..., labels_index: _Optional[_Iterable[int]] = ..., values: _Optional[_Iterable[float]] = ..., time_unix_ms: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class Batch(_message.Message):
-    __slots__ = ("agent_id", "dealer_id", "seq", "boot_id", "hostname", "agent_version", "created_unix_ms", "samples", "endpoints", "gaps", "counters")
+    __slots__ = ("agent_id", "dealer_id", "seq", "boot_id", "hostname", "agent_version", "created_unix_ms", "samples", "endpoints", "gaps", "counters", "sample_columns")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     DEALER_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +164,7 @@ class Batch(_message.Message):
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     GAPS_FIELD_NUMBER: _ClassVar[int]
     COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     dealer_id: str
     seq: int
@@ -142,7 +176,8 @@ class Batch(_message.Message):
     endpoints: _containers.RepeatedCompositeFieldContainer[EndpointStats]
     gaps: _containers.RepeatedCompositeFieldContainer[Gap]
     counters: AgentCounters
-    def __init__(self, agent_id: _Optional[str] = ..., dealer_id: _Optional[str] = ..., seq: _Optional[int] = ..., boot_id: _Optional[str] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[EndpointStats, _Mapping]]] = ..., gaps: _Optional[_Iterable[_Union[Gap, _Mapping]]] = ..., counters: _Optional[_Union[AgentCounters, _Mapping]] = ...) -> None: ...
+    sample_columns: SampleColumns
+    def __init__(self, agent_id: _Optional[str] = ..., dealer_id: _Optional[str] = ..., seq: _Optional[int] = ..., boot_id: _Optional[str] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[EndpointStats, _Mapping]]] = ..., gaps: _Optional[_Iterable[_Union[Gap, _Mapping]]] = ..., counters: _Optional[_Union[AgentCounters, _Mapping]] = ..., sample_columns: _Optional[_Union[SampleColumns, _Mapping]] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("seq", "status", "code", "field", "message", "retry_after_ms", "samples_stored")
@@ -187,13 +222,15 @@ class HelloRequest(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., boot_id: _Optional[str] = ...) -> None: ...
 
 class HelloResponse(_message.Message):
-    __slots__ = ("dealer_id", "dealer_name", "last_committed_seq", "server_time_unix_ms")
+    __slots__ = ("dealer_id", "dealer_name", "last_committed_seq", "server_time_unix_ms", "accepts_sample_columns")
     DEALER_ID_FIELD_NUMBER: _ClassVar[int]
     DEALER_NAME_FIELD_NUMBER: _ClassVar[int]
     LAST_COMMITTED_SEQ_FIELD_NUMBER: _ClassVar[int]
     SERVER_TIME_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTS_SAMPLE_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     dealer_id: str
     dealer_name: str
     last_committed_seq: int
     server_time_unix_ms: int
-    def __init__(self, dealer_id: _Optional[str] = ..., dealer_name: _Optional[str] = ..., last_committed_seq: _Optional[int] = ..., server_time_unix_ms: _Optional[int] = ...) -> None: ...
+    accepts_sample_columns: bool
+    def __init__(self, dealer_id: _Optional[str] = ..., dealer_name: _Optional[str] = ..., last_committed_seq: _Optional[int] = ..., server_time_unix_ms: _Optional[int] = ..., accepts_sample_columns: _Optional[bool] = ...) -> None: ...
