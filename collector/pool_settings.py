@@ -13,7 +13,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dealerpulse.config import Option, non_negative_float, positive_float, positive_int, resolve
+from dealerpulse.config import (
+    Option,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    resolve,
+)
+
+# SQLite's page caches are per connection (``sqlite_cache_mib``, 64 MiB: the
+# writer's hot set), and the pool holds up to 20 connections: 1.25 GiB if every
+# cache filled, which readers of a quiet database can do. The soft heap limit
+# bounds their sum instead: the writer can still use its 64 MiB, and once SQLite's
+# heap (caches, prepared statements, schemas) passes the limit, every cache
+# recycles its own pages rather than taking new ones. It never fails a query.
+# Under the soak the heap held 5-13 MiB (caches are emptied whenever another
+# connection commits in WAL mode), so the limit only bounds the worst case.
+DEFAULT_SQLITE_HEAP_LIMIT_MIB = 128
+
 
 POOL_OPTIONS: tuple[Option, ...] = (
     Option(
@@ -44,6 +62,14 @@ POOL_OPTIONS: tuple[Option, ...] = (
         "log statements that take longer than this many ms (0: off)",
         env=("SLOW_QUERY_MS",),
     ),
+    Option(
+        "sqlite_heap_limit_mib",
+        non_negative_int,
+        DEFAULT_SQLITE_HEAP_LIMIT_MIB,
+        "SQLite's memory budget for the whole process, all connections (MiB, 0: none): "
+        "past it, page caches reuse their pages instead of growing",
+        env=("SQLITE_HEAP_LIMIT_MIB",),
+    ),
 )
 
 
@@ -53,10 +79,16 @@ class PoolSettings:
     idle_timeout_s: float = 30.0
     connect_timeout_s: float = 2.0
     slow_query_ms: float = 200.0
+    # SQLite only; a process-wide setting (the last store opened sets it).
+    sqlite_heap_limit_mib: int = DEFAULT_SQLITE_HEAP_LIMIT_MIB
 
     def __post_init__(self) -> None:
         if self.size <= 0:
             raise ValueError(f"db_pool_size must be positive, got {self.size}")
+        if self.sqlite_heap_limit_mib < 0:
+            raise ValueError(
+                f"sqlite_heap_limit_mib must be 0 or more, got {self.sqlite_heap_limit_mib}"
+            )
         for name in ("idle_timeout_s", "connect_timeout_s", "slow_query_ms"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
@@ -70,6 +102,7 @@ class PoolSettings:
             idle_timeout_s=values["db_pool_idle_timeout_s"],
             connect_timeout_s=values["db_connect_timeout_s"],
             slow_query_ms=values["slow_query_ms"],
+            sqlite_heap_limit_mib=values["sqlite_heap_limit_mib"],
         )
 
     @classmethod

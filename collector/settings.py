@@ -433,6 +433,7 @@ class CollectorSettings:
     db_pool_idle_timeout_s: float | None = None
     db_connect_timeout_s: float | None = None
     slow_query_ms: float | None = None
+    sqlite_heap_limit_mib: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_receive_bytes <= self.max_batch_bytes:

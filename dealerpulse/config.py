@@ -97,6 +97,18 @@ def positive_int(value: Any) -> int:
     return number
 
 
+def non_negative_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"must be a whole number, got {value!r}")
+    try:
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise ValueError(f"must be a whole number, got {value!r}") from None
+    if number < 0:
+        raise ValueError(f"must be zero or a positive whole number, got {value!r}")
+    return number
+
+
 def boolean(value: Any) -> bool:
     if isinstance(value, bool):
         return value

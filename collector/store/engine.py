@@ -6,6 +6,12 @@ the one fsync per group cheap (see docs/notes/store.md for figures).
 Write transactions start with ``BEGIN IMMEDIATE`` so that two writers queue
 on the busy timeout instead of failing to upgrade a read lock.
 
+SQLite's memory: each connection's page cache may reach ``sqlite_cache_mib``
+(64 MiB, for the writer's hot set), and all connections of the process together
+are held to ``sqlite_heap_limit_mib`` (128 MiB, SQLite's soft heap limit: past
+it, caches recycle their own pages instead of growing; no query fails). See
+collector.pool_settings for the budget's reasoning.
+
 Every engine gives freed heap memory back to the system at most every
 :data:`RELEASE_MEMORY_EVERY_S` after a connection returns to the pool
 (:mod:`collector.store.memory`): under the soak, RSS held tens of MiB that
@@ -19,6 +25,7 @@ import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
@@ -89,7 +96,12 @@ def _backend_engine(
             pool_size=pool_size,
             connect_args={"check_same_thread": False, "timeout": busy_timeout_s},
         )
-        _configure_sqlite(engine, busy_timeout_s, sqlite_synchronous, sqlite_cache_mib)
+        _configure_sqlite(
+            engine,
+            busy_timeout_s,
+            sqlite_synchronous,
+            SqliteMemory(sqlite_cache_mib, pool.sqlite_heap_limit_mib),
+        )
         return engine
     if backend == "postgresql":
         if parsed.drivername not in ("postgresql", "postgresql+psycopg"):
@@ -111,15 +123,41 @@ def _backend_engine(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SqliteMemory:
+    """SQLite's memory: one connection's page cache, and the whole process's budget.
+
+    ``cache_mib`` per connection (the writer's hot set, see on_connect);
+    ``heap_limit_mib`` SQLite's soft heap limit, for every connection of the
+    process together (``sqlite_heap_limit_mib``, see collector.pool_settings);
+    0 leaves the limit as it is.
+    """
+
+    cache_mib: int
+    heap_limit_mib: int
+
+    def __post_init__(self) -> None:
+        cache_mib = self.cache_mib
+        if isinstance(cache_mib, bool) or not isinstance(cache_mib, int) or cache_mib <= 0:
+            raise ValueError(f"sqlite_cache_mib must be a positive whole number, not {cache_mib!r}")
+
+    def pragmas(self) -> list[str]:
+        # Negative cache_size: KiB. The writer's hot set is one leaf page of
+        # ix_samples_series_time per active series (see docs/notes/store.md).
+        statements = [f"PRAGMA cache_size=-{self.cache_mib * 1024}"]
+        if self.heap_limit_mib > 0:
+            # Process-wide: every connection sets the same value.
+            statements.append(f"PRAGMA soft_heap_limit={self.heap_limit_mib * 1024 * 1024}")
+        return statements
+
+
 def _configure_sqlite(
-    engine: Engine, busy_timeout_s: float, synchronous: SqliteSync, cache_mib: int
+    engine: Engine, busy_timeout_s: float, synchronous: SqliteSync, memory: SqliteMemory
 ) -> None:
     if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
         raise ValueError(
             f"sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}"
         )
-    if isinstance(cache_mib, bool) or not isinstance(cache_mib, int) or cache_mib <= 0:
-        raise ValueError(f"sqlite_cache_mib must be a positive whole number, not {cache_mib!r}")
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Autocommit at the driver level: the "begin" hook below issues BEGIN
@@ -131,9 +169,8 @@ def _configure_sqlite(
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             cursor.execute("PRAGMA foreign_keys=ON")
-            # Negative: KiB. The writer's hot set is one leaf page of
-            # ix_samples_series_time per active series (see docs/notes/store.md).
-            cursor.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
+            for pragma in memory.pragmas():
+                cursor.execute(pragma)
         finally:
             cursor.close()
 

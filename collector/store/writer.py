@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -50,7 +50,23 @@ from dealerpulse.model import MetricBatch, WriteOutcome, WriteResult
 logger = logging.getLogger(__name__)
 
 # (agent_id, seq) pairs per lookup: SQLite allows 32766 bound parameters.
-_KEYS_PER_QUERY = 500
+_KEYS_PER_QUERY = 512
+_T = TypeVar("_T")
+
+
+def padded_to_power_of_two(items: Sequence[_T]) -> list[_T]:
+    """``items`` with the last one repeated up to the next power of two in length.
+
+    For IN lists, whose SQL text has one placeholder per item: each length is a
+    statement of its own, and sqlite3 keeps up to 128 of them prepared on every
+    pooled connection, so SQLite's heap kept growing under the soak as groups
+    of new sizes came. Padded, a lookup has at most ten texts. A repeated item
+    matches the same rows again, which the callers fold into dicts.
+    """
+    padded = list(items)
+    if padded:
+        padded.extend([padded[-1]] * ((1 << (len(padded) - 1).bit_length()) - len(padded)))
+    return padded
 
 
 class BatchWriter:
@@ -158,7 +174,7 @@ def _committed(connection: Connection, keys: Iterable[BatchKey]) -> dict[BatchKe
     found: dict[BatchKey, Committed] = {}
     key_columns = tuple_(ingest_batches.c.agent_id, ingest_batches.c.seq)
     for start in range(0, len(ordered), _KEYS_PER_QUERY):
-        chunk = ordered[start : start + _KEYS_PER_QUERY]
+        chunk = padded_to_power_of_two(ordered[start : start + _KEYS_PER_QUERY])
         query = select(
             ingest_batches.c.agent_id,
             ingest_batches.c.seq,
@@ -202,7 +218,7 @@ def _ensure_agents(
     ]
     connection.execute(insert_ignoring_conflicts(connection, agents), rows)
     query = select(agents.c.agent_id, agents.c.dealer_id).where(
-        agents.c.agent_id.in_(sorted(newest))
+        agents.c.agent_id.in_(padded_to_power_of_two(sorted(newest)))
     )
     owners = {row.agent_id: row.dealer_id for row in connection.execute(query)}
     for batch in batches:

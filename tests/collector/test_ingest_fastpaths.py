@@ -1,7 +1,8 @@
 """The ingest hot path's shortcuts give the same answers as the plain rules.
 
 Validation checks samples column-wise and remembers series that passed
-(CheckedSeries); SQLite takes sample rows in multi-row INSERTs. Neither may
+(CheckedSeries); SQLite takes sample rows and newest points in multi-row
+statements. None of them may
 change what is accepted, what is refused (and the field named), or what is
 stored.
 """
@@ -18,7 +19,12 @@ from ingest_batches import CORRUPTIONS, Corruption, endpoint, good_batch, sample
 from sqlalchemy import Engine, create_engine
 
 from collector.ingest.validate import Caller, CheckedSeries, Limits, validate_batch
-from collector.store.fastpath import SQLITE_ROWS_PER_INSERT, SampleRow, insert_samples
+from collector.store.fastpath import (
+    SQLITE_ROWS_PER_INSERT,
+    SampleRow,
+    insert_samples,
+    upsert_latest,
+)
 from collector.store.migrate import upgrade
 from dealerpulse.model import MetricBatch
 
@@ -104,3 +110,31 @@ def test_sqlite_multi_row_inserts_store_every_row_exactly(
         ).all()
     # Values compare with ==: SQLite stores -0.0 as 0.0 (equal, only the sign of zero goes).
     assert [tuple(row) for row in back] == [tuple(row) for row in rows]
+
+
+points = st.tuples(st.integers(0, 2**40), st.floats(allow_nan=False, allow_infinity=False))
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    before=st.dictionaries(st.integers(1, 2_000), points, max_size=3 * SQLITE_ROWS_PER_INSERT),
+    after=st.dictionaries(st.integers(1, 2_000), points, max_size=3 * SQLITE_ROWS_PER_INSERT),
+)
+def test_sqlite_multi_row_latest_keeps_the_newest_point_of_every_series(
+    sqlite_engine: Engine,
+    before: dict[int, tuple[int, float]],
+    after: dict[int, tuple[int, float]],
+) -> None:
+    with sqlite_engine.connect() as connection, connection.begin():
+        connection.exec_driver_sql("DELETE FROM series_latest")
+        upsert_latest(connection, before, 1)
+        upsert_latest(connection, after, 2)
+        back = connection.exec_driver_sql(
+            "SELECT series_id, time_ms, value, received_ms FROM series_latest"
+        ).all()
+    expected = {sid: (t, v, 1) for sid, (t, v) in before.items()}
+    for sid, (t, v) in after.items():
+        # An older point never hides a newer one; an equal time takes the later write.
+        if sid not in expected or t >= expected[sid][0]:
+            expected[sid] = (t, v, 2)
+    assert {row[0]: tuple(row[1:]) for row in back} == expected

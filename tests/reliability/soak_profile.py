@@ -14,7 +14,7 @@ since the first snapshot after warm-up. ``--trim-every`` calls glibc's
 ``malloc_trim`` that often and logs RSS before and after (what RSS holds that
 is free, not live); ``--arena-max`` limits glibc's malloc arenas (``mallopt``)
 before any thread starts. At the end it logs the RSS figures of the second
-half and their least-squares slope (the soak's criterion). A debugging tool,
+after warm-up and the soak's verdict (:func:`flatness`). A debugging tool,
 not a test.
 """
 
@@ -27,11 +27,13 @@ import ctypes
 import ctypes.util
 import logging
 import signal
+import statistics
 import sys
 import tempfile
 import threading
 import time
 import tracemalloc
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -48,6 +50,9 @@ from .swarm_check import start_swarm
 logger = logging.getLogger(__name__)
 MIB = 1024 * 1024
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
+# sqlite3_status() counter: page cache memory taken from the heap (all of it when no
+# SQLITE_CONFIG_PAGECACHE buffer is configured, as in Python's sqlite3).
+SQLITE_STATUS_PAGECACHE_OVERFLOW = 2
 
 
 def slope_mib_per_min(points: list[tuple[float, int]]) -> float:
@@ -60,6 +65,76 @@ def slope_mib_per_min(points: list[tuple[float, int]]) -> float:
         return 0.0
     cov = sum((t - mean_t) * (r - mean_r) for t, r in points)
     return cov / var / MIB * 60
+
+
+# "Flat", the soak's criterion. The first third of the run is warm-up (imports
+# done on first use, the series and limiter caches filling, the malloc arenas of
+# the threads, SQLite's prepared statements on each pooled connection). Over the
+# rest, the least-squares slope of RSS must stay under FLAT_MIB_PER_MIN, and the
+# level of the last minute (its median, so that one sample caught between a
+# burst and a malloc_trim does not decide) within FLAT_END_MIB of the level of the
+# first minute after warm-up. A leak of 2 MiB/min fails both over 10 minutes;
+# a slope alone could pass a process that steps up once late in the run.
+FLAT_MIB_PER_MIN = 1.0
+FLAT_END_MIB = 8.0
+LEVEL_WINDOW_S = 60.0
+
+
+@dataclass(frozen=True)
+class Flatness:
+    """RSS after warm-up: levels (medians over a minute), slope, and the verdict."""
+
+    start_mib: float
+    warm_mib: float
+    end_mib: float
+    peak_mib: float
+    slope_mib_per_min: float
+    settled_points: int
+
+    @property
+    def growth_mib(self) -> float:
+        return self.end_mib - self.warm_mib
+
+    def problems(self) -> list[str]:
+        """Why RSS is not flat; empty when it is."""
+        found = []
+        if not self.slope_mib_per_min < FLAT_MIB_PER_MIN:
+            found.append(
+                f"RSS grows {self.slope_mib_per_min:+.2f} MiB/min after warm-up "
+                f"(limit {FLAT_MIB_PER_MIN} MiB/min)"
+            )
+        if not self.growth_mib < FLAT_END_MIB:
+            found.append(
+                f"RSS ends {self.growth_mib:+.1f} MiB above its level after warm-up "
+                f"({self.warm_mib:.1f} -> {self.end_mib:.1f} MiB, limit {FLAT_END_MIB} MiB)"
+            )
+        return found
+
+    def describe(self) -> str:
+        return (
+            f"RSS start {self.start_mib:.1f} MiB, after warm-up {self.warm_mib:.1f} MiB, "
+            f"end {self.end_mib:.1f} MiB ({self.growth_mib:+.1f}), peak {self.peak_mib:.1f} MiB, "
+            f"slope {self.slope_mib_per_min:+.2f} MiB/min over {self.settled_points} samples"
+        )
+
+
+def flatness(points: list[tuple[float, int]]) -> Flatness:
+    """Judge (seconds, RSS bytes) samples taken at a steady period (the first third is
+    warm-up). Needs at least two samples after warm-up."""
+    settled = points[len(points) // 3 :]
+    if len(settled) < 2:
+        raise ValueError(f"too few RSS samples to judge: {len(points)}")
+    began, ended = settled[0][0], settled[-1][0]
+    first = [r for t, r in settled if t - began <= LEVEL_WINDOW_S]
+    last = [r for t, r in settled if ended - t <= LEVEL_WINDOW_S]
+    return Flatness(
+        start_mib=points[0][1] / MIB,
+        warm_mib=statistics.median(first) / MIB,
+        end_mib=statistics.median(last) / MIB,
+        peak_mib=max(r for _, r in points) / MIB,
+        slope_mib_per_min=slope_mib_per_min(settled),
+        settled_points=len(settled),
+    )
 
 
 def limit_arenas(count: int) -> None:
@@ -77,7 +152,25 @@ def _sqlite_memory() -> tuple[ctypes.CDLL | None]:
     lib.sqlite3_memory_used.restype = ctypes.c_int64
     lib.sqlite3_memory_highwater.restype = ctypes.c_int64
     lib.sqlite3_memory_highwater.argtypes = [ctypes.c_int]
+    lib.sqlite3_status64.argtypes = [
+        ctypes.c_int,
+        ctypes.POINTER(ctypes.c_int64),
+        ctypes.POINTER(ctypes.c_int64),
+        ctypes.c_int,
+    ]
     return (lib,)
+
+
+def _sqlite_page_cache_bytes(lib: ctypes.CDLL | None) -> int:
+    """Bytes of SQLite's page caches, all connections (the rest of its heap is mostly
+    prepared statements and schemas). -1 when unknown."""
+    if lib is None:
+        return -1
+    current, highwater = ctypes.c_int64(), ctypes.c_int64()
+    status = lib.sqlite3_status64(
+        SQLITE_STATUS_PAGECACHE_OVERFLOW, ctypes.byref(current), ctypes.byref(highwater), 0
+    )
+    return current.value if status == 0 else -1
 
 
 def watch(
@@ -100,6 +193,8 @@ def watch(
     next_trace = began + trace_every_s
     next_trim = began + trim_every_s
     while not stop.wait(period_s):  # bounded by stop
+        if not started:  # the port answers a moment before serve() records the server
+            continue
         elapsed = time.monotonic() - began
         stats = started[0].writer_stats()
         sqlite_used = lib.sqlite3_memory_used() if lib is not None else -1
@@ -107,10 +202,12 @@ def watch(
         rss = process.memory_info().rss
         points.append((elapsed, rss))
         logger.warning(
-            "t=%.0f rss=%.1f sqlite=%.1f python=%.1f blocks=%d threads=%d queued=%d written=%d",
+            "t=%.0f rss=%.1f sqlite=%.1f (pages %.1f) python=%.1f blocks=%d threads=%d "
+            "queued=%d written=%d",
             elapsed,
             rss / MIB,
             sqlite_used / MIB,
+            _sqlite_page_cache_bytes(lib) / MIB,
             traced / MIB,
             sys.getallocatedblocks(),
             process.num_threads(),
@@ -239,22 +336,15 @@ def main() -> None:
 
 
 def log_summary(points: list[tuple[float, int]]) -> None:
-    """The soak's figures: RSS over the second half (the first is warm-up) and its slope."""
-    settled = points[len(points) // 2 :]
-    if len(settled) < 2:
-        logger.warning("too few points for a slope: %s", len(points))
+    """The soak's figures and verdict (:func:`flatness`: the first third is warm-up)."""
+    if len(points) < 6:
+        logger.warning("too few points to judge: %s", len(points))
         return
+    judged = flatness(points)
     logger.warning(
-        "summary: rss start %.1f, second half first %.1f last %.1f max %.1f MiB, "
-        "slope %+.2f MiB/min over %s points (%.0f-%.0f s)",
-        points[0][1] / MIB,
-        settled[0][1] / MIB,
-        settled[-1][1] / MIB,
-        max(r for _, r in points) / MIB,
-        slope_mib_per_min(settled),
-        len(settled),
-        settled[0][0],
-        settled[-1][0],
+        "summary: %s; %s",
+        judged.describe(),
+        "; ".join(judged.problems()) or "flat",
     )
 
 
