@@ -174,9 +174,9 @@ WEB_API = Mode(
 
 
 class Scene:
-    def __init__(self, tmp: Path, slack: FakeSlack, mode: Mode) -> None:
+    def __init__(self, tmp: Path, db_url: str, slack: FakeSlack, mode: Mode) -> None:
         self.tmp, self.slack, self.mode = tmp, slack, mode
-        self.db_url = f"sqlite:///{tmp / 'crash.db'}"
+        self.db_url = db_url
         self.store: SQLAlchemyMetricStore = open_store(self.db_url)
         self.seq = 0
         self.runs = 0
@@ -214,6 +214,9 @@ class Scene:
             XDG_STATE_HOME=str(self.tmp / "state"),
             # One alert, nothing to group it with: no reason to wait for a burst.
             ALERT_GROUP_WAIT_S="0",
+            # The periodic reports are not under test: at start-up they would load
+            # the reporter and render a daily and a weekly report, which a stop waits for.
+            REPORTS_ENABLED="false",
             **self.mode.env(self.slack),
         )
         if failpoint is not None:
@@ -286,11 +289,11 @@ def crash(scene: Scene, step: str, hold: Hold) -> None:
 @pytest.mark.parametrize("mode", [WEBHOOK, WEB_API], ids=lambda mode: mode.name)
 @pytest.mark.parametrize("step", ["after-commit", "during-send", "after-send"])
 def test_a_killed_collector_notifies_each_episode_once_after_restart(
-    tmp_path: Path, step: str, mode: Mode
+    start_migrated: None, sqlite_url: str, tmp_path: Path, step: str, mode: Mode
 ) -> None:
     hold = Hold()
     with holding_slack(hold) as slack:
-        scene = Scene(tmp_path, slack, mode)
+        scene = Scene(tmp_path, sqlite_url, slack, mode)
         try:
             scene.prepare()
             scene.write_cpu(95.0)

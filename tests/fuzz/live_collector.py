@@ -3,6 +3,10 @@
 Hypothesis drives plain synchronous test functions, so the fuzz tests talk to
 the collector through ordinary blocking gRPC channels while the server runs
 on a loop of its own. Row counts are read straight from the SQLite file.
+One client channel and one reading connection serve a whole module: a fuzz
+run makes hundreds of calls, and a new channel or connection for each one
+cost more than the call (a bad input that broke the channel would show up
+as a failed ``assert_still_serves`` all the same, since gRPC reconnects).
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import grpc
 
 from collector.admin import add_dealer
 from collector.server import CollectorServer
@@ -40,6 +46,8 @@ class LiveCollector:
     db_path: Path
     dealer_id: str
     token: str
+    channel: grpc.Channel = field(repr=False)
+    _reader: sqlite3.Connection = field(repr=False)
 
     @property
     def target(self) -> str:
@@ -50,12 +58,13 @@ class LiveCollector:
         return (("authorization", f"Bearer {self.token}"),)
 
     def row_counts(self) -> dict[str, int]:
-        """Rows per written table, read through a separate connection."""
-        with sqlite3.connect(self.db_path, timeout=10) as db:
-            return {
-                t: int(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
-                for t in WRITTEN_TABLES
-            }
+        """Rows per written table, read through a connection of the test's own.
+
+        One statement, so that the counts come from one snapshot.
+        """
+        counts = " UNION ALL ".join(f"SELECT COUNT(*) FROM {t}" for t in WRITTEN_TABLES)
+        rows = self._reader.execute(counts).fetchall()
+        return {t: int(row[0]) for t, row in zip(WRITTEN_TABLES, rows, strict=True)}
 
 
 @contextmanager
@@ -71,7 +80,11 @@ def live_collector(tmp: Path, dealer_name: str = "Fuzz Motors") -> Iterator[Live
     thread.start()
     try:
         port = asyncio.run_coroutine_threadsafe(server.start(), loop).result(START_TIMEOUT_S)
-        yield LiveCollector(port, store, db_path, dealer.dealer_id, token)
+        with (
+            grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+            closing(sqlite3.connect(db_path, timeout=10, isolation_level=None)) as reader,
+        ):
+            yield LiveCollector(port, store, db_path, dealer.dealer_id, token, channel, reader)
     finally:
         asyncio.run_coroutine_threadsafe(server.stop(5.0), loop).result(START_TIMEOUT_S)
         loop.call_soon_threadsafe(loop.stop)

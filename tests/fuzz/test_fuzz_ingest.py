@@ -233,14 +233,13 @@ mutations: st.SearchStrategy[Mutation] = st.one_of(
 
 def stream_once(live: LiveCollector, payload: bytes) -> tuple[list[pb.Ack], grpc.StatusCode]:
     """Send one raw message on a new stream; the acks and how the stream ended."""
-    with grpc.insecure_channel(live.target) as channel:
-        call = channel.stream_stream(STREAM, request_serializer=None, response_deserializer=None)
-        acks: list[pb.Ack] = []
-        try:
-            for raw in call(iter([payload]), metadata=live.metadata, timeout=RPC_TIMEOUT_S):
-                acks.append(pb.Ack.FromString(raw))
-        except grpc.RpcError as ended:
-            return acks, ended.code()
+    call = live.channel.stream_stream(STREAM, request_serializer=None, response_deserializer=None)
+    acks: list[pb.Ack] = []
+    try:
+        for raw in call(iter([payload]), metadata=live.metadata, timeout=RPC_TIMEOUT_S):
+            acks.append(pb.Ack.FromString(raw))
+    except grpc.RpcError as ended:
+        return acks, ended.code()
     return acks, grpc.StatusCode.OK
 
 
@@ -319,14 +318,15 @@ def test_wrong_batches_are_refused_with_the_field_named(
 def test_raw_bytes_as_hello_are_refused_cleanly(collector: LiveCollector, payload: bytes) -> None:
     count("hello_raw_bytes")
     before = collector.row_counts()
-    with grpc.insecure_channel(collector.target) as channel:
-        hello = channel.unary_unary(HELLO, request_serializer=None, response_deserializer=None)
-        try:
-            hello(payload, metadata=collector.metadata, timeout=RPC_TIMEOUT_S)
-        except grpc.RpcError as refused:
-            assert refused.code() in {
-                grpc.StatusCode.INVALID_ARGUMENT,
-                grpc.StatusCode.PERMISSION_DENIED,
-            }, (refused.code(), refused.details())
-            assert collector.row_counts() == before
+    hello = collector.channel.unary_unary(
+        HELLO, request_serializer=None, response_deserializer=None
+    )
+    try:
+        hello(payload, metadata=collector.metadata, timeout=RPC_TIMEOUT_S)
+    except grpc.RpcError as refused:
+        assert refused.code() in {
+            grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.PERMISSION_DENIED,
+        }, (refused.code(), refused.details())
+        assert collector.row_counts() == before
     assert_still_serves(collector)

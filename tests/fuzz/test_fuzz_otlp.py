@@ -157,12 +157,11 @@ def points_in(request: otlp.ExportMetricsServiceRequest) -> int:
 def export(
     live: LiveCollector, payload: bytes
 ) -> tuple[grpc.StatusCode, otlp.ExportMetricsServiceResponse | None]:
-    with grpc.insecure_channel(live.target) as channel:
-        call = channel.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
-        try:
-            raw = call(payload, metadata=live.metadata, timeout=20)
-        except grpc.RpcError as refused:
-            return refused.code(), None
+    call = live.channel.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
+    try:
+        raw = call(payload, metadata=live.metadata, timeout=20)
+    except grpc.RpcError as refused:
+        return refused.code(), None
     return grpc.StatusCode.OK, otlp.ExportMetricsServiceResponse.FromString(raw)
 
 

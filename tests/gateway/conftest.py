@@ -32,12 +32,16 @@ def _filled(url: str, clock: FakeClock) -> Iterator[tuple[SQLAlchemyMetricStore,
 
 
 @pytest.fixture
-def filled(sqlite_url: str, clock: FakeClock) -> Iterator[tuple[SQLAlchemyMetricStore, Tokens]]:
+def filled(
+    start_migrated: None, sqlite_url: str, clock: FakeClock
+) -> Iterator[tuple[SQLAlchemyMetricStore, Tokens]]:
     yield from _filled(sqlite_url, clock)
 
 
 @pytest.fixture
-def filled_any(db_url: str, clock: FakeClock) -> Iterator[tuple[SQLAlchemyMetricStore, Tokens]]:
+def filled_any(
+    start_migrated: None, db_url: str, clock: FakeClock
+) -> Iterator[tuple[SQLAlchemyMetricStore, Tokens]]:
     """The same data on SQLite and PostgreSQL."""
     yield from _filled(db_url, clock)
 

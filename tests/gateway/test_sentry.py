@@ -47,6 +47,17 @@ def test_a_malformed_dsn_is_refused_by_name() -> None:
         init_sentry({"SENTRY_DSN": "not a dsn"}, "reporter")
 
 
+def _decoded(raw: bytes, encoding: str | None) -> bytes:
+    """An envelope as sent: sentry-sdk compresses with brotli when that is installed."""
+    if encoding == "gzip":
+        return gzip.decompress(raw)
+    if encoding == "br":
+        import brotli  # type: ignore[import-untyped]
+
+        return bytes(brotli.decompress(raw))
+    return raw
+
+
 class FakeIngest:
     """A local HTTP server playing Sentry's ingest endpoint; keeps the request bodies."""
 
@@ -58,8 +69,7 @@ class FakeIngest:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    raw = gzip.decompress(raw)
+                raw = _decoded(raw, self.headers.get("Content-Encoding"))
                 with ingest.arrived:
                     ingest.bodies.append(raw)
                     ingest.arrived.notify_all()

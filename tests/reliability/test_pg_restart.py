@@ -29,6 +29,14 @@ def _no_process_outlives_its_test() -> Iterator[None]:
     reap_all()
 
 
+@pytest.fixture(autouse=True)
+def _no_report_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The collectors started here make no periodic reports: not under test, and at
+    start-up they would load the reporter and render two reports, seconds of CPU
+    taken from the agents and the collector on a 2-core machine."""
+    monkeypatch.setenv("REPORTS_ENABLED", "false")
+
+
 def test_postgres_restart_under_20_agents_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     with private_postgres() as cluster:
         store = open_store(cluster.url, pool_size=2)

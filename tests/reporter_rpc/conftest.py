@@ -65,7 +65,7 @@ def serve(
 
 
 @pytest.fixture
-def sqlite_store(sqlite_url: str) -> Iterator[SQLAlchemyMetricStore]:
+def sqlite_store(start_migrated: None, sqlite_url: str) -> Iterator[SQLAlchemyMetricStore]:
     """A store on SQLite only, for behaviour that does not depend on the backend
     (the backend-dependent tests take ``store``, over SQLite and PostgreSQL)."""
     from collector.store import open_store

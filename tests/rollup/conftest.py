@@ -10,7 +10,7 @@ from collector.store import SQLAlchemyMetricStore, open_store
 
 
 @pytest.fixture
-def sqlite_store(sqlite_url: str) -> Iterator[SQLAlchemyMetricStore]:
+def sqlite_store(start_migrated: None, sqlite_url: str) -> Iterator[SQLAlchemyMetricStore]:
     opened = open_store(sqlite_url, pool_size=5)
     try:
         yield opened

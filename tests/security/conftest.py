@@ -21,7 +21,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def store(db_url: str, clock: FakeClock) -> Iterator[SQLAlchemyMetricStore]:
+def store(start_migrated: None, db_url: str, clock: FakeClock) -> Iterator[SQLAlchemyMetricStore]:
     """A store of each backend whose token checks use ``clock``."""
     opened = open_store(db_url, clock=clock, pool_size=5)
     try:
@@ -31,7 +31,9 @@ def store(db_url: str, clock: FakeClock) -> Iterator[SQLAlchemyMetricStore]:
 
 
 @pytest.fixture
-def sqlite_store(sqlite_url: str, clock: FakeClock) -> Iterator[SQLAlchemyMetricStore]:
+def sqlite_store(
+    start_migrated: None, sqlite_url: str, clock: FakeClock
+) -> Iterator[SQLAlchemyMetricStore]:
     """For tests whose subject does not depend on the database backend."""
     opened = open_store(sqlite_url, clock=clock, pool_size=5)
     try:

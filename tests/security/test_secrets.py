@@ -185,11 +185,13 @@ async def _create_rule(address: str, admin: str) -> None:
         await within(stub.CreateRule(pb.CreateRuleRequest(rule=_hot_rule()), metadata=metadata))
 
 
-def test_no_secret_on_the_stderr_of_a_collector_process(tmp_path: Path) -> None:
+def test_no_secret_on_the_stderr_of_a_collector_process(
+    start_migrated: None, sqlite_url: str, tmp_path: Path
+) -> None:
     from alerting.fake_slack import WEBHOOK_PATH, fake_slack
 
     assert WEBHOOK_PATH == WEBHOOK_SECRET
-    db = f"sqlite:///{tmp_path / 'dp.db'}"
+    db = sqlite_url
     real_clock = FakeClock()  # only for token creation times
     store = open_store(db, clock=SystemClock())
     try:

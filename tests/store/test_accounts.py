@@ -15,7 +15,9 @@ from .store_factories import DEALER, NOW, T0, add_dealer, batch, host_samples
 
 
 @pytest.fixture
-def clocked_store(db_url: str) -> Iterator[tuple[SQLAlchemyMetricStore, FakeClock]]:
+def clocked_store(
+    start_migrated: None, db_url: str
+) -> Iterator[tuple[SQLAlchemyMetricStore, FakeClock]]:
     clock = FakeClock(NOW)
     opened = open_store(db_url, clock=clock, pool_size=2)
     try:
