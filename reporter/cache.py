@@ -15,6 +15,15 @@ Ages come from the injected clock's wall time, so that several reporters
 sharing one Redis agree on them, and tests drive expiry with a FakeClock.
 Redis also expires keys itself after the TTL, so that nothing lingers.
 
+Single flight: concurrent misses for the same (kind, key) in one process
+compute once. The first caller computes; the others wait for it and take its
+answer if it is fresh for them too (the same rules, with their own watermark:
+an answer computed before data they have seen is not taken, they compute
+their own). When the computation raises, every waiter gets that error: a
+failing database is not asked again by each of a hundred waiting requests.
+The flight is per process (also with Redis: reporters sharing one Redis
+each compute once per key, not once overall).
+
 Values: the in-process cache keeps the frozen model objects themselves; Redis
 keeps JSON (protobuf's JSON mapping, :func:`reporter.codec.to_json`) in an
 envelope, and never unpickles anything it reads.
@@ -68,15 +77,35 @@ class CacheStats:
     stores: int = 0
     # The backend failed (Redis down): the answer was computed instead.
     errors: int = 0
+    # Misses that took the answer another caller was computing (single flight).
+    shared: int = 0
+
+
+class _Flight:
+    """One computation in progress, and what it ended with, for the callers waiting on it."""
+
+    __slots__ = ("done", "entry", "error", "waiters")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.entry: CacheEntry | None = None
+        self.error: Exception | None = None
+        self.waiters = 0
 
 
 class ResultCache(ABC):
     """Look up an answer or compute and remember it; see the module doc for freshness."""
 
+    # Lookups stay in memory (no I/O): safe to try on an event loop.
+    in_memory = False
+
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._counts = {name: 0 for name in CacheStats.__dataclass_fields__}
         self._counts_lock = threading.Lock()
+        # (kind, key) -> the computation in progress; removed as it ends.
+        self._flights: dict[tuple[str, str], _Flight] = {}
+        self._flights_lock = threading.Lock()
 
     def get_or_compute(
         self,
@@ -86,7 +115,10 @@ class ResultCache(ABC):
         watermark: float | None,
         compute: Callable[[], _T],
     ) -> _T:
-        """The cached answer for (kind, key) if fresh, else ``compute()`` (remembered)."""
+        """The cached answer for (kind, key) if fresh, else ``compute()`` (remembered).
+
+        Concurrent misses for the same (kind, key) share one ``compute()``.
+        """
         now = self._clock.now().timestamp()
         entry = self._safe_fetch(kind, key)
         if entry is not None:
@@ -97,15 +129,101 @@ class ResultCache(ABC):
                 return value
         else:
             self._count("misses")
-        value = compute()
-        stored = CacheEntry(value, now, watermark)
+        flight, leading = self._join((kind, key))
+        if leading:
+            # When and against which watermark the computation starts.
+            started = CacheEntry(None, now, watermark)
+            return self._lead(flight, kind, key, freshness, started, compute)
+        return self._follow(flight, kind, key, freshness, watermark, compute)
+
+    def fresh_entry(
+        self, kind: str, key: str, freshness: Freshness, watermark: float | None
+    ) -> CacheEntry | None:
+        """The entry of (kind, key) when it may be served now (counted as a hit), else None
+        (nothing counted: the caller goes on to :meth:`get_or_compute`)."""
+        entry = self._safe_fetch(kind, key)
+        if entry is None:
+            return None
+        if _verdict(entry, self._clock.now().timestamp(), freshness, watermark) != "hits":
+            return None
+        self._count("hits")
+        return entry
+
+    def in_flight(self, kind: str, key: str) -> int | None:
+        """How many callers wait on the computation of (kind, key); None: none in progress."""
+        with self._flights_lock:
+            flight = self._flights.get((kind, key))
+            return None if flight is None else flight.waiters
+
+    def in_flight_keys(self) -> int:
+        """How many computations are in progress (0 when idle: nothing is left behind)."""
+        with self._flights_lock:
+            return len(self._flights)
+
+    def _join(self, flight_key: tuple[str, str]) -> tuple[_Flight, bool]:
+        """The flight of ``flight_key`` and whether this caller leads (computes) it."""
+        with self._flights_lock:
+            flight = self._flights.get(flight_key)
+            if flight is not None:
+                flight.waiters += 1
+                return flight, False
+            flight = self._flights[flight_key] = _Flight()
+            return flight, True
+
+    def _lead(
+        self,
+        flight: _Flight,
+        kind: str,
+        key: str,
+        freshness: Freshness,
+        started: CacheEntry,
+        compute: Callable[[], _T],
+    ) -> _T:
+        """Compute, remember, and hand the outcome to the waiters (also when it raises)."""
         try:
-            self._store(kind, key, stored, freshness.ttl_s)
+            value = compute()
+            flight.entry = CacheEntry(value, started.stored_at, started.watermark)
+            self._safe_store(kind, key, flight.entry, freshness.ttl_s)
+            return value
+        except Exception as exc:
+            flight.error = exc
+            raise
+        finally:
+            # Stored before the flight ends: a later caller finds the entry instead.
+            with self._flights_lock:
+                del self._flights[(kind, key)]
+            flight.done.set()
+
+    def _follow(
+        self,
+        flight: _Flight,
+        kind: str,
+        key: str,
+        freshness: Freshness,
+        watermark: float | None,
+        compute: Callable[[], _T],
+    ) -> _T:
+        """The leader's answer when it is fresh for this caller too, else its own."""
+        flight.done.wait()
+        if flight.error is not None:
+            raise flight.error
+        now = self._clock.now().timestamp()
+        if flight.entry is not None and _verdict(flight.entry, now, freshness, watermark) == "hits":
+            self._count("shared")
+            value: _T = flight.entry.value
+            return value
+        # The leader read an older watermark than this caller (or was interrupted).
+        value = compute()
+        self._safe_store(kind, key, CacheEntry(value, now, watermark), freshness.ttl_s)
+        return value
+
+    def _safe_store(self, kind: str, key: str, entry: CacheEntry, ttl_s: float) -> None:
+        try:
+            self._store(kind, key, entry, ttl_s)
             self._count("stores")
         except Exception as exc:  # a cache that fails must not fail the answer
             self._count("errors")
             logger.warning("cannot store %s in the result cache: %s", kind, exc)
-        return value
 
     def stats(self) -> CacheStats:
         with self._counts_lock:
@@ -145,6 +263,8 @@ def _verdict(entry: CacheEntry, now: float, freshness: Freshness, watermark: flo
 class InProcessResultCache(ResultCache):
     """A dict in this process: TTL by the clock, at most ``max_entries`` (least recently
     used dropped first). Thread-safe."""
+
+    in_memory = True
 
     def __init__(self, clock: Clock, max_entries: int = 1024) -> None:
         super().__init__(clock)

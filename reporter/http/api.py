@@ -26,6 +26,7 @@ from collector.store import SQLAlchemyMetricStore
 from dealerpulse.clock import Clock
 from reporter.http import jsonify
 from reporter.http.auth import Principal, require_write, scope_of
+from reporter.http.coalesce import Coalescer
 from reporter.http.errors import InvalidArgument, NotFoundError, success
 from reporter.http.params import (
     MAX_ALERT_LIMIT,
@@ -37,12 +38,14 @@ from reporter.http.params import (
     rule_from_body,
     time_range_param,
 )
-from reporter.model import Reporter, ReportFormat
+from reporter.model import Realtime, Reporter, ReportFormat
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 MAX_BODY_BYTES = 64 * 1024
+# Dealers whose last real-time body is kept at most (as many as the result cache holds).
+MAX_ENCODED = 1024
 CONTENT_TYPES = {
     ReportFormat.HTML: "text/html; charset=utf-8",
     ReportFormat.JSON: "application/json",
@@ -59,6 +62,11 @@ class Api:
         self._db: Engine = store.engine
         self._clock = clock
         self._dealers = DealerDirectory(store, clock, ttl_s=ttl_s)
+        # A burst for one dealer looks its name up once, not once per request.
+        self._lookups: Coalescer[str, str | None] = Coalescer()
+        # dealer id -> (the cached answer, its JSON body): a cache hit returns the very
+        # same object, which is then not encoded again for each of its requests.
+        self._realtime_bodies: dict[str, tuple[Realtime, bytes]] = {}
 
     async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.to_thread(function, *args)
@@ -72,15 +80,31 @@ class Api:
         return dealer_id
 
     async def _known(self, dealer_id: str) -> None:
-        if await self._dealers.name_of(dealer_id) is None:
+        name = await self._lookups.run(dealer_id, lambda: self._dealers.name_of(dealer_id))
+        if name is None:
             raise NotFoundError(f"dealerId: no dealer {dealer_id!r}")
 
     # ---- analytics
 
     async def performance_monitoring(self, request: Request, caller: Principal) -> Response:
         dealer_id = await self._one_dealer(caller, request)
-        realtime = await self._run(self._reporter.realtime, dealer_id)
-        return success(jsonify.realtime_json(realtime))
+        # A fresh answer in memory is served here, without a hop to a worker thread
+        # (ReporterCore offers it; other Reporters need not).
+        at_hand = getattr(self._reporter, "realtime_if_ready", None)
+        realtime: Realtime | None = at_hand(dealer_id) if at_hand is not None else None
+        if realtime is None:
+            realtime = await self._run(self._reporter.realtime, dealer_id)
+        return Response(self._realtime_body(dealer_id, realtime), media_type="application/json")
+
+    def _realtime_body(self, dealer_id: str, realtime: Realtime) -> bytes:
+        remembered = self._realtime_bodies.get(dealer_id)
+        if remembered is not None and remembered[0] is realtime:
+            return remembered[1]
+        body = bytes(success(jsonify.realtime_json(realtime)).body)
+        if len(self._realtime_bodies) >= MAX_ENCODED:
+            self._realtime_bodies.clear()
+        self._realtime_bodies[dealer_id] = (realtime, body)
+        return body
 
     async def performance_analytics(self, request: Request, caller: Principal) -> Response:
         dealer_id = scope_of(caller, dealer_param(request.query_params))

@@ -14,6 +14,7 @@ from collector.auth import AUTH_METADATA_KEY, Authenticator, NotAuthenticated, P
 from collector.ingest.errors import StoreUnavailable
 from dealerpulse.clock import Clock
 from dealerpulse.tokens import hash_token
+from reporter.http.coalesce import Coalescer
 from reporter.http.errors import Forbidden, Unauthenticated, Unavailable
 
 __all__ = ["HttpAuth", "Principal", "client_key", "require_write", "scope_of"]
@@ -22,13 +23,20 @@ __all__ = ["HttpAuth", "Principal", "client_key", "require_write", "scope_of"]
 class HttpAuth:
     def __init__(self, store: MetricStore, clock: Clock, ttl_s: float = 10.0) -> None:
         self._auth = Authenticator(store, clock, ttl_s=ttl_s)
+        # Concurrent requests with the same header share one check (keyed by its hash:
+        # no token is kept in memory).
+        self._checks: Coalescer[str, Principal] = Coalescer()
 
     async def caller(self, request: Request) -> Principal:
         """The caller, or Unauthenticated (401) / Unavailable (503)."""
         header = request.headers.get(AUTH_METADATA_KEY)
         metadata = [] if header is None else [(AUTH_METADATA_KEY, header)]
         try:
-            return await self._auth.authenticate(metadata)
+            if header is None:
+                return await self._auth.authenticate(metadata)
+            return await self._checks.run(
+                hash_token(header), lambda: self._auth.authenticate(metadata)
+            )
         except NotAuthenticated as exc:
             raise Unauthenticated(str(exc), {"WWW-Authenticate": "Bearer"}) from None
         except StoreUnavailable as exc:

@@ -83,6 +83,54 @@ def test_a_realtime_entry_expires_after_its_ttl(sqlite_store: SQLAlchemyMetricSt
     assert core.cache_stats().expired == 1
 
 
+def test_new_data_invalidates_a_cached_answer_within_the_watermark_ttl(
+    sqlite_store: SQLAlchemyMetricStore,
+) -> None:
+    add_dealers(sqlite_store)
+    fill_acme(sqlite_store)
+    clock = FakeClock(NOW)
+    core = ReporterCore(sqlite_store, clock, watermark_ttl_s=0.5)
+    first = core.realtime(ACME)
+    batch = (endpoint("/api/vehicles", 30, 0, 300.0, NOW - timedelta(seconds=1)),)
+    write(sqlite_store, ACME, 2, NOW, endpoints=batch)
+
+    clock.advance(0.4)
+    assert core.realtime(ACME) is first  # the watermark read 0.4 s ago is trusted
+    clock.advance(0.1)
+    assert core.realtime(ACME).health.requests == 180  # read again: the batch shows
+
+
+def test_without_a_watermark_ttl_new_data_shows_at_once(
+    sqlite_store: SQLAlchemyMetricStore,
+) -> None:
+    add_dealers(sqlite_store)
+    fill_acme(sqlite_store)
+    core = ReporterCore(sqlite_store, FakeClock(NOW), watermark_ttl_s=0)
+    assert core.realtime(ACME).health.requests == 150
+    batch = (endpoint("/api/vehicles", 30, 0, 300.0, NOW - timedelta(seconds=1)),)
+    write(sqlite_store, ACME, 2, NOW, endpoints=batch)
+
+    assert core.realtime(ACME).health.requests == 180
+
+
+def test_an_answer_at_hand_is_the_one_realtime_gives_and_obeys_the_same_freshness(
+    sqlite_store: SQLAlchemyMetricStore,
+) -> None:
+    add_dealers(sqlite_store)
+    fill_acme(sqlite_store)
+    clock = FakeClock(NOW)
+    core = ReporterCore(sqlite_store, clock, watermark_ttl_s=0.5)
+    assert core.realtime_if_ready(ACME) is None  # nothing computed yet
+
+    computed = core.realtime(ACME)
+    assert core.realtime_if_ready(ACME) is computed
+
+    clock.advance(0.5)  # the watermark must be read again: only realtime() does that
+    assert core.realtime_if_ready(ACME) is None
+    assert core.realtime(ACME) is computed  # no new data: still the cached answer
+    assert core.cache_stats() == CacheStats(hits=2, misses=1, stores=1)
+
+
 def test_the_ttl_suits_the_range() -> None:
     ttls = CacheTtls()
     assert ttls.realtime() == Freshness(5.0, 0.0)

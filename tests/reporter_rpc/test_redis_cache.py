@@ -19,10 +19,11 @@ import redis
 
 from collector.store import SQLAlchemyMetricStore
 from dealerpulse.clock import FakeClock
-from reporter.cache import RedisResultCache
+from reporter.cache import CacheStats, RedisResultCache
 from reporter.core import ReporterCore
 
 from .factories import ACME, NOW, add_dealers, endpoint, fill_acme, write
+from .single_flight import BlockedComputation, ask_at_once
 
 REDIS_URL = os.environ.get("DEALERPULSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -138,5 +139,25 @@ def test_a_redis_that_is_down_is_bypassed(sqlite_store: SQLAlchemyMetricStore) -
     try:
         assert core.realtime(ACME).health.requests == 150
         assert core.cache_stats().errors == 2  # the read and the write
+    finally:
+        cache.close()
+
+
+def test_concurrent_misses_through_redis_compute_once_per_process(prefix: str) -> None:
+    cache = RedisResultCache(
+        redis.Redis.from_url(REDIS_URL),
+        FakeClock(NOW),
+        prefix,
+        encode=lambda kind, value: json.dumps(value),
+        decode=lambda kind, raw: json.loads(raw),
+    )
+    compute = BlockedComputation()
+    try:
+        futures = ask_at_once(cache, 20, compute)
+
+        assert compute.runs == 1
+        assert [f.result() for f in futures] == ["answer-1"] * 20
+        assert cache.stats() == CacheStats(misses=20, stores=1, shared=19)
+        assert cache.in_flight_keys() == 0
     finally:
         cache.close()
