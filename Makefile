@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv run test lint proto bench clean browser-deps bench-deps
+.PHONY: help venv run test lint proto bench clean browser-deps bench-deps loadtest
 
 help:
 	@echo "make run    - set up and run collector + one local agent on SQLite"
@@ -16,6 +16,7 @@ help:
 	@echo "make proto  - regenerate the protobuf/gRPC stubs"
 	@echo "make bench  - run the benchmarks (not tests); results in bench/results/"
 	@echo "make bench-deps - install InfluxDB 1.x and collectd for the peer benchmarks (apt)"
+	@echo "make loadtest - locust load test of the HTTP API at a rising rate (~3 min)"
 
 venv: $(STAMP)
 
@@ -62,6 +63,18 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Locust load test of the HTTP API (bench/loadtest.py); LOADTEST_ARGS passes options,
+# e.g. LOADTEST_ARGS="--steps 6 --limited-s 0". locust comes from the `loadtest`
+# extra, installed into the venv on first use (not part of `make test`).
+LOADTEST_STAMP := $(VENV)/.installed-loadtest
+
+$(LOADTEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,loadtest]'
+	@touch $(LOADTEST_STAMP)
+
+loadtest: $(LOADTEST_STAMP)
+	$(BIN)/python -m bench.loadtest $(LOADTEST_ARGS)
 
 # The peer benchmarks (python -m bench --only influx / collectd) compare with
 # Debian's influxdb and collectd; they never install anything themselves. Not

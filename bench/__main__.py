@@ -28,6 +28,10 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "agent_overhead": ("bench.agent_overhead", []),
     "realtime": ("bench.realtime", []),
     "analytics": ("bench.analytics", []),
+    # The same 30-day analytics straight from raw rows: what the rollups buy.
+    "analytics_raw": ("bench.analytics", ["--raw-compare"]),
+    # 100 concurrent HTTP requests (the seed's performance test); `make loadtest` is apart.
+    "http_load": ("bench.http_load", []),
     # Against peers (issue 8); influx and collectd need `make bench-deps` (apt).
     "ingest_matrix": ("bench.ingest_matrix", []),
     "influx": ("bench.influx", []),

@@ -23,6 +23,17 @@ Timed: ``read_analytics`` for a random dealer (30 d at the default 1 h step,
 and 24 h at 5 min), ``--runs`` times after warm-up, p50/p95/max; once for all
 dealers together. SQLite (temporary file) and PostgreSQL (temporary database
 on 127.0.0.1:5432, skipped if unreachable). Results: bench/results/analytics.json.
+
+``--raw-compare`` (``python -m bench --only analytics_raw``) measures what the
+rollups buy instead: besides the ``--dealers`` of generated rollups,
+``--raw-compare-dealers`` (1) dealers get ``--days`` of raw 10-second data
+(``--endpoints`` api_performance rows and the host samples per interval,
+~2.6 M + ~4.4 M rows a dealer for 30 days, bulk inserted) and the rollups of
+that same data; then read_analytics (rollups, ``--runs`` times) against the
+same figures computed from the raw rows (bench.raw_analytics, ``--raw-runs``
+times: a run takes tens of seconds), the ratio, and a sanity check that both
+give the same requests, errors, p95 and per-hour p95 (the exit status is 1
+when the totals differ). Results: bench/results/analytics_raw.json.
 """
 
 from __future__ import annotations
@@ -64,6 +75,7 @@ from reporter.model import TimeRange
 from reporter.queries import read_analytics
 
 RESULTS = Path(__file__).resolve().parent / "results" / "analytics.json"
+RAW_RESULTS = RESULTS.with_name("analytics_raw.json")
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
@@ -276,8 +288,11 @@ def _minute_rows(
     return rows
 
 
-def _copy_rows(engine: Engine, table: Any, rows: list[tuple[Any, ...]]) -> None:
-    columns = [c.name for c in table.columns]
+def _copy_rows(
+    engine: Engine, table: Any, rows: list[tuple[Any, ...]], columns: list[str] | None = None
+) -> None:
+    """Bulk insert (COPY on PostgreSQL); ``columns``: the rows' columns, default all."""
+    columns = columns or [c.name for c in table.columns]
     with engine.begin() as connection:
         raw: Any = connection.connection.driver_connection
         if engine.dialect.name == "postgresql":
@@ -460,6 +475,85 @@ def bench_url(url: str, args: argparse.Namespace) -> dict[str, Any]:
         store.close()
 
 
+def bench_raw_url(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """read_analytics (rollups) against the same figures from raw rows, one dealer, 30 days."""
+    from bench.raw_analytics import compare, month_range, raw_analytics, write_raw_dealer
+
+    store: SQLAlchemyMetricStore = open_store(url)
+    try:
+        now = datetime.now(UTC)
+        month = month_range(now, args.days)
+        started = time.perf_counter()
+        bulk = _generate_bulk(store.engine, args, to_unix_ms(now)) if args.dealers else {}
+        bulk_s = time.perf_counter() - started
+        raw_ids = [f"raw-{r:03d}" for r in range(args.raw_compare_dealers)]
+        started = time.perf_counter()
+        written: dict[str, int] = {}
+        for r, dealer_id in enumerate(raw_ids):
+            for table, rows in write_raw_dealer(
+                store.engine, dealer_id, month, args.endpoints, seed=10 + r
+            ).items():
+                written[table] = written.get(table, 0) + rows
+        write_s = time.perf_counter() - started
+        rng = random.Random(6)
+        rollup = _timed(args.runs, lambda: read_analytics(store.engine, rng.choice(raw_ids), month))
+        # No warm-up (a raw run takes tens of seconds); the last run's answer is checked.
+        answers: list[dict[str, Any]] = []
+        raw = _timed(
+            args.raw_runs,
+            lambda: answers.append(raw_analytics(store.engine, raw_ids[-1], month)),
+            warmup=0,
+        )
+        check = compare(read_analytics(store.engine, raw_ids[-1], month), answers[-1])
+    finally:
+        store.close()
+    return {
+        "backend": store.dialect,
+        "data": {
+            "raw_dealers": len(raw_ids),
+            "days": args.days,
+            "endpoints_per_dealer": args.endpoints,
+            "raw_interval_s": 10,
+            "host_series_per_dealer": len(HOST_SERIES),
+            "raw_rows_written": written,
+            "raw_write_s": round(write_s, 1),
+            "other_dealers_rollup_rows": bulk,
+            "other_dealers_generate_s": round(bulk_s, 1),
+        },
+        "rollup_read_analytics_30d": rollup,
+        "raw_rows_30d": raw,
+        "ratio_p50": round(raw["p50_ms"] / rollup["p50_ms"], 1),
+        "ratio_p95": round(raw["p95_ms"] / rollup["p95_ms"], 1),
+        "ratio_cpu_p50": round(raw["cpu_p50_ms"] / max(rollup["cpu_p50_ms"], 0.1), 1),
+        "sanity": check,
+    }
+
+
+def _print_raw(result: dict[str, Any]) -> None:
+    rollup, raw = result["rollup_read_analytics_30d"], result["raw_rows_30d"]
+    rows = result["data"]["raw_rows_written"]
+    print(
+        f"{result['backend']}: one dealer, {result['data']['days']} days of 10 s data "
+        f"({rows['api_performance']:,} api_performance rows, {rows['samples']:,} samples a "
+        f"dealer x {result['data']['raw_dealers']}; written in {result['data']['raw_write_s']} s)"
+    )
+    print(
+        f"  rollups  p50 {rollup['p50_ms']:9.1f}  p95 {rollup['p95_ms']:9.1f} ms  "
+        f"CPU p50 {rollup['cpu_p50_ms']:.1f} ms  ({rollup['runs']} runs, load {rollup['load_1m']})"
+    )
+    print(
+        f"  raw rows p50 {raw['p50_ms']:9.1f}  p95 {raw['p95_ms']:9.1f} ms  "
+        f"CPU p50 {raw['cpu_p50_ms']:.1f} ms  ({raw['runs']} runs, load {raw['load_1m']})"
+    )
+    sanity = result["sanity"]
+    print(
+        f"  raw / rollup: {result['ratio_p50']}x at p50, {result['ratio_p95']}x at p95; "
+        f"same totals {sanity['same_totals']} (requests {sanity['requests']}, errors "
+        f"{sanity['errors']}), same p95 {sanity['same_p95']}, same per-step p95 "
+        f"{sanity['same_step_p95']}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.analytics",
@@ -475,8 +569,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw-hours", type=int, default=2)
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--pg-admin", default=DEFAULT_PG_ADMIN)
-    parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--raw-compare",
+        action="store_true",
+        help="only the rollups-against-raw-rows comparison (bench.raw_analytics)",
+    )
+    parser.add_argument("--raw-compare-dealers", type=int, default=1)
+    parser.add_argument("--raw-runs", type=int, default=1)
+    parser.add_argument("--json", type=Path, help=f"default {RESULTS} ({RAW_RESULTS.name})")
     args = parser.parse_args(argv)
+    if args.raw_compare:
+        return _main_raw(args)
+    args.json = args.json or RESULTS
     print(
         f"{args.dealers} dealers x {args.endpoints} endpoints x {args.days} days; "
         "bulk generated as rollup rows directly; raw 10 s data for "
@@ -498,6 +602,26 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0 if all(r["target_met"] for r in results) else 1
+
+
+def _main_raw(args: argparse.Namespace) -> int:
+    results = []
+    with contextlib.ExitStack() as stack:
+        urls = args.db
+        if not urls:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="dp-bench-"))
+            urls = [f"sqlite:///{folder}/analytics_raw.db"]
+            pg = stack.enter_context(temporary_pg_database(args.pg_admin))
+            if pg is not None:
+                urls.append(pg)
+        for url in urls:
+            result = bench_raw_url(url, args)
+            results.append(result)
+            _print_raw(result)
+    target = args.json or RAW_RESULTS
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(results, indent=2) + "\n")
+    return 0 if all(r["sanity"]["same_totals"] for r in results) else 1
 
 
 if __name__ == "__main__":
