@@ -94,6 +94,7 @@ def _backend_engine(
         engine = create_engine(
             parsed,
             pool_size=pool_size,
+            pool_use_lifo=True,
             connect_args={"check_same_thread": False, "timeout": busy_timeout_s},
         )
         _configure_sqlite(
@@ -114,6 +115,7 @@ def _backend_engine(
             parsed,
             pool_size=pool_size,
             max_overflow=pool_size,
+            pool_use_lifo=True,
             pool_pre_ping=True,
             connect_args=connect_args("postgresql", pool),
         )

@@ -17,6 +17,10 @@ stands in for an unset DB_POOL_SIZE). How they map onto SQLAlchemy's QueuePool:
   however busy it is since; nor ``pool_timeout``, how long a checkout waits
   for a free connection when all are in use (SQLAlchemy's 30 s is kept).
   0 switches the idle check off.
+  The pool hands out the most recently returned connection first (LIFO): the
+  few connections a steady load needs stay hot, and the others stay idle until
+  the idle check closes them. A FIFO pool would cycle through all of them, so
+  every connection would grow its own page cache and prepared statements.
 - ``db_connect_timeout_s`` (``DB_CONNECT_TIMEOUT_S``, 2): how long opening a
   PostgreSQL connection may take (libpq ``connect_timeout``, whole seconds,
   at least 2 by libpq's rule). SQLite opens a local file and has none.
