@@ -121,7 +121,7 @@ def _loadgen(
     command += ["--streams", str(args.streams), "--channels", str(min(8, args.streams))]
     command += ["--batch-samples", str(args.batch_samples), "--window", str(args.window)]
     command += ["--batches-per-stream", str(per_stream), "--warmup-s", "0"]
-    command += ["--series-per-agent", str(args.series_per_agent)]
+    command += ["--series-per-agent", str(args.series_per_agent), "--wire", args.wire]
     # Fixed work: the deadline is only a bound; the run ends at the last ack.
     command += ["--duration-s", str(args.timeout_s), "--drain-timeout-s", "0"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -381,6 +381,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--window", type=int, default=1, help="batches in flight per stream")
     parser.add_argument("--batch-samples", type=int, default=500)
     parser.add_argument("--series-per-agent", type=int, default=50)
+    parser.add_argument(
+        "--wire",
+        choices=("rows", "columns"),
+        default="rows",
+        help="our side's sample form (bench.loadgen --wire)",
+    )
     parser.add_argument("--timeout-s", type=float, default=900.0, help="bound of each run")
     parser.add_argument("--pg-admin", default=DEFAULT_PG_ADMIN)
     parser.add_argument("--json", type=Path, default=RESULTS)
@@ -400,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     per_stream = args.samples // (args.streams * args.batch_samples)
     print(
         f"influx: {args.samples:,} samples, {args.streams} streams x {args.window} in flight, "
-        f"{args.batch_samples} per batch/request, {args.series_per_agent} series per agent",
+        f"{args.batch_samples} per batch/request, {args.series_per_agent} series per agent, "
+        f"our wire form: {args.wire}",
         flush=True,
     )
     try:
