@@ -54,7 +54,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -66,6 +65,7 @@ from typing import Any
 from bench.realtime import fill
 from collector.store import SQLAlchemyMetricStore, open_store
 from dealerpulse.clock import SystemClock
+from dealerpulse.threaded import serving_in_thread
 from dealerpulse.tokens import hash_token, new_token
 from reporter.server import ReporterServer, http_part
 from reporter.settings import CacheTtls, ReporterSettings
@@ -120,42 +120,38 @@ class ServerOptions:
         )
 
 
+@dataclass
+class _HttpSide:
+    """A ReporterServer seen by :func:`serving_in_thread`: its port is the HTTP one."""
+
+    server: ReporterServer
+
+    async def start(self) -> int:
+        await self.server.start()
+        port = self.server.http_port
+        if port is None:
+            raise RuntimeError("the reporter serves no HTTP")
+        return port
+
+    async def stop(self) -> None:
+        await self.server.stop(1.0)
+
+
 @contextlib.contextmanager
 def running_reporter(store: SQLAlchemyMetricStore, options: ServerOptions) -> Iterator[int]:
     """The reporter (gRPC + HTTP) on 127.0.0.1:0 in a thread with its own loop; the HTTP port."""
-    ready = threading.Event()
-    found: dict[str, Any] = {}
 
-    async def serve() -> None:
+    def make() -> _HttpSide:
         settings = options.settings()
         clock = SystemClock()
-        server = ReporterServer(
-            store, settings.listen, settings, clock, http=http_part(settings, store, clock)
+        return _HttpSide(
+            ReporterServer(
+                store, settings.listen, settings, clock, http=http_part(settings, store, clock)
+            )
         )
-        stop = asyncio.Event()
-        try:
-            await server.start()
-            found["port"], found["stop"] = server.http_port, (asyncio.get_running_loop(), stop)
-        except BaseException as exc:
-            found["error"] = exc
-            raise
-        finally:
-            ready.set()
-        try:
-            await stop.wait()
-        finally:
-            await server.stop(1.0)
 
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), name="reporter", daemon=True)
-    thread.start()
-    if not ready.wait(STARTUP_TIMEOUT_S) or "error" in found:
-        raise RuntimeError(f"the reporter did not start: {found.get('error')}")
-    try:
-        yield int(found["port"])
-    finally:
-        loop, stop = found["stop"]
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(STARTUP_TIMEOUT_S)
+    with serving_in_thread(make, STARTUP_TIMEOUT_S, "the reporter") as port:
+        yield port
 
 
 # ---- the client

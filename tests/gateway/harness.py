@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import http.client
 import json
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from collector.rollup.rollups import RollupRunner
 from collector.store import SQLAlchemyMetricStore
 from dealerpulse.clock import FakeClock, from_unix_ms, to_unix_ms
 from dealerpulse.model import AgentCounters, EndpointStat, MetricBatch, Sample, labels_of
+from dealerpulse.threaded import serving_in_thread
 from dealerpulse.tokens import hash_token, new_admin_token, new_token
 from reporter.http.server import HttpServer
 
@@ -95,35 +94,10 @@ def acme_batch(seq: int = 1) -> MetricBatch:
 @contextmanager
 def served(app: ASGIApp, timeout_s: float = 15.0) -> Iterator[int]:
     """Serve ``app`` with a real uvicorn on 127.0.0.1:<free port> in a thread; yield the port."""
-    ready = threading.Event()
-    found: dict[str, Any] = {}
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        server = HttpServer(app, "127.0.0.1:0", shutdown_grace_s=1.0)
-        try:
-            found["port"] = await server.start()
-            found["stop"] = (asyncio.get_running_loop(), stop)
-        except BaseException as exc:
-            found["error"] = exc
-            raise
-        finally:
-            ready.set()
-        try:
-            await stop.wait()
-        finally:
-            await server.stop()
-
-    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-    thread.start()
-    if not ready.wait(timeout_s) or "error" in found:
-        raise RuntimeError(f"the HTTP server did not start: {found.get('error')}")
-    try:
-        yield int(found["port"])
-    finally:
-        loop, stop = found["stop"]
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout_s)
+    with serving_in_thread(
+        lambda: HttpServer(app, "127.0.0.1:0", shutdown_grace_s=1.0), timeout_s, "the HTTP server"
+    ) as port:
+        yield port
 
 
 @dataclass(frozen=True, slots=True)
