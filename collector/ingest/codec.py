@@ -6,6 +6,7 @@ on the way in, and results become :class:`Ack` messages on the way out.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,20 @@ class ColumnsInvalid(Exception):
         self.rejection = Rejection(grpc.StatusCode.INVALID_ARGUMENT, field, f"{field}: {message}")
 
 
+def batch_header(message: pb.Batch) -> MetricBatch:
+    """Who sent the batch and when, without its contents (also for a batch that cannot be
+    decoded, so that its rejection can name the sender)."""
+    return MetricBatch(
+        agent_id=message.agent_id,
+        dealer_id=message.dealer_id,
+        seq=message.seq,
+        boot_id=message.boot_id,
+        hostname=message.hostname,
+        agent_version=message.agent_version,
+        created_ms=message.created_unix_ms,
+    )
+
+
 def decode_batch(message: pb.Batch) -> DecodedBatch:
     """The batch in the model's terms. Raises ColumnsInvalid."""
     # The digest covers the deterministic encoding so that an honest resend of
@@ -69,14 +84,8 @@ def decode_batch(message: pb.Batch) -> DecodedBatch:
     row_samples = len(samples)
     if message.HasField("sample_columns"):
         samples += _decode_columns(message.sample_columns)
-    batch = MetricBatch(
-        agent_id=message.agent_id,
-        dealer_id=message.dealer_id,
-        seq=message.seq,
-        boot_id=message.boot_id,
-        hostname=message.hostname,
-        agent_version=message.agent_version,
-        created_ms=message.created_unix_ms,
+    batch = dataclasses.replace(
+        batch_header(message),
         samples=tuple(samples),
         endpoints=tuple(_decode_endpoint(e) for e in message.endpoints),
         gaps=tuple(_decode_gap(g) for g in message.gaps),

@@ -202,7 +202,7 @@ class StreamSession:
         try:
             decoded = codec.decode_batch(message)
         except codec.ColumnsInvalid as exc:
-            self._reject(_header_of(message), exc.rejection)
+            self._reject(codec.batch_header(message), exc.rejection)
             return
         batch = decoded.batch
         if self._clock_offset is not None and batch.created_ms > 0:
@@ -331,19 +331,6 @@ class StreamSession:
             rejection.message,
             f" ({suppressed} more rejections not logged)" if suppressed else "",
         )
-
-
-def _header_of(message: pb.Batch) -> MetricBatch:
-    """Who sent a batch that could not be decoded, for the rejection's log line."""
-    return MetricBatch(
-        agent_id=message.agent_id,
-        dealer_id=message.dealer_id,
-        seq=message.seq,
-        boot_id=message.boot_id,
-        hostname=message.hostname,
-        agent_version=message.agent_version,
-        created_ms=message.created_unix_ms,
-    )
 
 
 class _RateLimitedLog:
