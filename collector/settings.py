@@ -250,6 +250,18 @@ ROLLUP_OPTIONS: list[Option] = [
         "days of 1-hour rollups kept (at least rollup_1m_retention_days)",
         env=("ROLLUP_1H_RETENTION_DAYS", "DEALERPULSE_ROLLUP_1H_RETENTION_DAYS"),
     ),
+    Option(
+        "partition_days_ahead",
+        positive_int,
+        3,
+        "PostgreSQL: daily partitions of the raw tables created ahead of today",
+    ),
+    Option(
+        "partition_interval_s",
+        positive_float,
+        3600.0,
+        "PostgreSQL: seconds between runs of the job that creates the daily partitions",
+    ),
 ]
 
 
@@ -360,6 +372,8 @@ class CollectorSettings:
     retention_interval_s: float = 3600.0
     rollup_1m_retention_days: int = 90
     rollup_1h_retention_days: int = 730
+    partition_days_ahead: int = 3
+    partition_interval_s: float = 3600.0
     max_batch_samples: int = 10_000
     max_batch_bytes: int = 4 * MIB
     max_receive_bytes: int = 16 * MIB

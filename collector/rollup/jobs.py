@@ -170,4 +170,6 @@ def maintenance_settings(settings: CollectorSettings) -> MaintenanceSettings:
             rollup_1m_days=settings.rollup_1m_retention_days,
             rollup_1h_days=settings.rollup_1h_retention_days,
         ),
+        partition_interval_s=settings.partition_interval_s,
+        partition_days_ahead=settings.partition_days_ahead,
     )

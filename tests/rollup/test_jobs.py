@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from collector.rollup.jobs import maintenance_settings
 from collector.server import CollectorServer
 from collector.settings import COLLECTOR_OPTIONS, CollectorSettings
 from collector.store import SQLAlchemyMetricStore
@@ -53,6 +54,18 @@ def test_retention_options_come_from_the_environment() -> None:
     settings = CollectorSettings.from_values(resolve(COLLECTOR_OPTIONS, {}, env))
     assert (settings.rollup_1m_retention_days, settings.rollup_1h_retention_days) == (120, 1000)
     assert (settings.rollup_interval_s, settings.retention_interval_s) == (60.0, 3600.0)
+
+
+def test_partition_options_reach_the_maintenance_jobs() -> None:
+    env = {"DEALERPULSE_PARTITION_DAYS_AHEAD": "7", "DEALERPULSE_PARTITION_INTERVAL_S": "600"}
+    jobs = maintenance_settings(CollectorSettings.from_values(resolve(COLLECTOR_OPTIONS, {}, env)))
+    assert (jobs.partition_days_ahead, jobs.partition_interval_s) == (7, 600.0)
+    default = maintenance_settings(
+        CollectorSettings.from_values(resolve(COLLECTOR_OPTIONS, {}, {}))
+    )
+    assert (default.partition_days_ahead, default.partition_interval_s) == (3, 3600.0)
+    with pytest.raises(ConfigError, match="partition_days_ahead"):
+        resolve(COLLECTOR_OPTIONS, {}, {"DEALERPULSE_PARTITION_DAYS_AHEAD": "0"})
 
 
 def test_shorter_rollup_retention_than_raw_is_refused() -> None:
