@@ -45,7 +45,6 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,7 +53,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, insert, select
 
-from bench.store_write import DEFAULT_PG_ADMIN, temporary_pg_database
+from bench.store_write import DEFAULT_PG_ADMIN, database_urls
 from collector.rollup.bins import Bins, decode, encode
 from collector.rollup.compute import ALL_TRAFFIC, EndpointTotals
 from collector.rollup.rollups import RollupRunner
@@ -71,7 +70,7 @@ from collector.store.series import labels_key
 from dealerpulse.clock import to_unix_ms
 from dealerpulse.model import EndpointStat, MetricBatch, Sample, labels_of
 from dealerpulse.sketch import DDSketch
-from reporter.model import TimeRange
+from reporter.model import TimeRange, step_for
 from reporter.queries import read_analytics
 
 RESULTS = Path(__file__).resolve().parent / "results" / "analytics.json"
@@ -579,6 +578,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help=f"default {RESULTS} ({RAW_RESULTS.name})")
     args = parser.parse_args(argv)
     if args.raw_compare:
+        # The comparison writes the raw dealer's 1-hour rollups only: a range whose
+        # series step is finer (2 days or less) would read 1-minute rollups it lacks.
+        if step_for(timedelta(days=args.days)) < timedelta(hours=1):
+            parser.error(f"--raw-compare needs --days >= 3 (hourly steps), not {args.days}")
         return _main_raw(args)
     args.json = args.json or RESULTS
     print(
@@ -588,13 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     results = []
     with contextlib.ExitStack() as stack:
-        urls = args.db
-        if not urls:
-            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="dp-bench-"))
-            urls = [f"sqlite:///{folder}/analytics.db"]
-            pg = stack.enter_context(temporary_pg_database(args.pg_admin))
-            if pg is not None:
-                urls.append(pg)
+        urls = database_urls(stack, args.db, args.pg_admin, "analytics.db")
         for url in urls:
             result = bench_url(url, args)
             results.append(result)
@@ -607,13 +604,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main_raw(args: argparse.Namespace) -> int:
     results = []
     with contextlib.ExitStack() as stack:
-        urls = args.db
-        if not urls:
-            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="dp-bench-"))
-            urls = [f"sqlite:///{folder}/analytics_raw.db"]
-            pg = stack.enter_context(temporary_pg_database(args.pg_admin))
-            if pg is not None:
-                urls.append(pg)
+        urls = database_urls(stack, args.db, args.pg_admin, "analytics_raw.db")
         for url in urls:
             result = bench_raw_url(url, args)
             results.append(result)

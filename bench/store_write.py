@@ -171,6 +171,21 @@ def temporary_pg_database(admin_url: str) -> Iterator[str | None]:
             )
 
 
+def database_urls(
+    stack: contextlib.ExitStack, given: list[str] | None, pg_admin: str, sqlite_name: str
+) -> list[str]:
+    """The URLs given, or by default a temporary SQLite file and a temporary PostgreSQL
+    database (left out when PostgreSQL is unreachable); both removed when ``stack`` closes."""
+    if given:
+        return list(given)
+    folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="dp-bench-"))
+    urls = [f"sqlite:///{folder}/{sqlite_name}"]
+    pg = stack.enter_context(temporary_pg_database(pg_admin))
+    if pg is not None:
+        urls.append(pg)
+    return urls
+
+
 def bench_url(
     url: str, args: argparse.Namespace, rounds: list[list[MetricBatch]]
 ) -> dict[str, Any]:
@@ -212,13 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     results = []
     with contextlib.ExitStack() as stack:
-        urls = args.db
-        if not urls:
-            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="dp-bench-"))
-            urls = [f"sqlite:///{folder}/bench.db"]
-            pg = stack.enter_context(temporary_pg_database(args.pg_admin))
-            if pg is not None:
-                urls.append(pg)
+        urls = database_urls(stack, args.db, args.pg_admin, "bench.db")
         for url in urls:
             result = bench_url(url, args, rounds)
             results.append(result)
