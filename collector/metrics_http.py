@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 from wsgiref.simple_server import WSGIServer
@@ -170,14 +170,11 @@ def _maintenance_families(stats: MaintenanceStats) -> Iterator[Metric]:
     yield _counter(prefix + "failures", "maintenance job runs that failed", stats.failures)
     retention = stats.last_retention
     if retention is not None:
-        deleted = GaugeMetricFamily(
+        yield _per_table(
             prefix + "last_retention_deleted_rows",
             "rows deleted by the last retention run, per table",
-            labels=["table"],
+            retention.deleted,
         )
-        for table, rows in sorted(retention.deleted.items()):
-            deleted.add_metric([table], float(rows))
-        yield deleted
         yield _gauge(
             prefix + "last_retention_dropped_partitions",
             "whole daily partitions dropped by the last retention run",
@@ -187,14 +184,18 @@ def _maintenance_families(stats: MaintenanceStats) -> Iterator[Metric]:
     if partitions is not None:
         # Rows in DEFAULT mean days without a partition: retention can only delete them row
         # by row, and the partition of their day cannot be attached until they are gone.
-        default_rows = GaugeMetricFamily(
+        yield _per_table(
             prefix + "default_partition_rows",
             "rows in the DEFAULT partition of a partitioned raw table",
-            labels=["table"],
+            partitions.default_rows,
         )
-        for table, rows in sorted(partitions.default_rows.items()):
-            default_rows.add_metric([table], float(rows))
-        yield default_rows
+
+
+def _per_table(name: str, help_text: str, rows: Mapping[str, int]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, help_text, labels=["table"])
+    for table, count in sorted(rows.items()):
+        family.add_metric([table], float(count))
+    return family
 
 
 @dataclass
