@@ -5,6 +5,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The optional loadtest extra (locust); `make lint` installs it too, as it checks bench/.
+LOADTEST_STAMP := $(VENV)/.installed-loadtest
 
 .PHONY: help venv run test lint proto bench clean browser-deps bench-deps loadtest
 
@@ -53,7 +55,7 @@ browser-deps:
 	  || { $$SUDO apt-get update -q && $$SUDO env $(APT_INSTALL) $(BROWSER_PKGS); } \
 	  || echo "browser-deps: could not install $(BROWSER_PKGS) (browser tests will be skipped)"
 
-lint: $(STAMP)
+lint: $(LOADTEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -67,8 +69,6 @@ bench: $(STAMP)
 # Locust load test of the HTTP API (bench/loadtest.py); LOADTEST_ARGS passes options,
 # e.g. LOADTEST_ARGS="--steps 6 --limited-s 0". locust comes from the `loadtest`
 # extra, installed into the venv on first use (not part of `make test`).
-LOADTEST_STAMP := $(VENV)/.installed-loadtest
-
 $(LOADTEST_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,loadtest]'
 	@touch $(LOADTEST_STAMP)

@@ -6,6 +6,7 @@ format and ``collector/ingest/codec.py`` decodes the wire format into them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple
@@ -104,7 +105,9 @@ class MetricBatch:
     hostname: str
     agent_version: str
     created_ms: int
-    samples: tuple[Sample, ...] = ()
+    # A tuple of rows, or a SampleTable (dealerpulse/columns.py) for a batch
+    # that came in columns: equal when they hold the same samples.
+    samples: Sequence[Sample] = ()
     endpoints: tuple[EndpointStat, ...] = ()
     gaps: tuple[Gap, ...] = ()
     counters: AgentCounters = field(default_factory=AgentCounters)

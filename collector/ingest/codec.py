@@ -10,11 +10,11 @@ import dataclasses
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import repeat
 
 import grpc
 
 from collector.abc import AgentInfo
+from dealerpulse.columns import SampleTable
 from dealerpulse.model import (
     AgentCounters,
     EndpointStat,
@@ -80,13 +80,16 @@ def decode_batch(message: pb.Batch) -> DecodedBatch:
     # The digest covers the deterministic encoding so that an honest resend of
     # the same content hashes the same, whatever the map order on the wire.
     encoded = message.SerializeToString(deterministic=True)
-    samples = _decode_samples(message.samples)
+    samples: Sequence[Sample] = tuple(_decode_samples(message.samples))
     row_samples = len(samples)
     if message.HasField("sample_columns"):
-        samples += _decode_columns(message.sample_columns)
+        table = _decode_columns(message.sample_columns)
+        # Columns alone stay columns (the writer's fast path); a batch with
+        # both forms is rare and becomes rows, the row form first.
+        samples = (*samples, *table) if samples else table
     batch = dataclasses.replace(
         batch_header(message),
-        samples=tuple(samples),
+        samples=samples,
         endpoints=tuple(_decode_endpoint(e) for e in message.endpoints),
         gaps=tuple(_decode_gap(g) for g in message.gaps),
         counters=_decode_counters(message.counters),
@@ -109,13 +112,13 @@ def _decode_samples(messages: Iterable[pb.Sample]) -> list[Sample]:
     ]
 
 
-def _decode_columns(columns: pb.SampleColumns) -> list[Sample]:
-    """The columns' samples, built by C-level map/zip: no Python code per sample."""
-    names = list(columns.names)
-    units = list(columns.units)
-    label_sets = [_labels(entry.labels) for entry in columns.label_sets]
-    values = list(columns.values)
-    times = list(columns.time_unix_ms)
+def _decode_columns(columns: pb.SampleColumns) -> SampleTable:
+    """The columns, checked and kept as columns: no Python code per sample."""
+    names = tuple(columns.names)
+    units = tuple(columns.units)
+    label_sets = tuple(_labels(entry.labels) for entry in columns.label_sets)
+    values = tuple(columns.values)
+    times = tuple(columns.time_unix_ms)
     name_index = _index_column("name_index", columns.name_index, len(values), names, "names")
     unit_index = _index_column("unit_index", columns.unit_index, len(values), units, "units")
     labels_index = _index_column(
@@ -126,22 +129,23 @@ def _decode_columns(columns: pb.SampleColumns) -> list[Sample]:
             "sample_columns.time_unix_ms",
             f"{len(times)} entries; must have one per value ({len(values)})",
         )
-    rows = zip(
-        map(names.__getitem__, name_index),
-        values,
-        map(units.__getitem__, unit_index),
-        times,
-        map(label_sets.__getitem__, labels_index),
-        strict=True,
+    return SampleTable(
+        names=names,
+        units=units,
+        label_sets=label_sets,
+        name_index=name_index,
+        unit_index=unit_index,
+        labels_index=labels_index,
+        values=values,
+        times=times,
     )
-    return list(map(_new_tuple, repeat(Sample), rows))
 
 
 def _index_column(
     column: str, index: Sequence[int], count: int, dictionary: Sequence[object], of: str
-) -> list[int]:
+) -> tuple[int, ...]:
     """A per-sample index column, checked: one entry per value, each inside its dictionary."""
-    entries = list(index)
+    entries = tuple(index)
     field = f"sample_columns.{column}"
     if len(entries) != count:
         raise ColumnsInvalid(field, f"{len(entries)} entries; must have one per value ({count})")

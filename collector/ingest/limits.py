@@ -28,12 +28,16 @@ from operator import itemgetter
 from collector.abc import MetricStore, StoreError
 from collector.ingest.errors import StoreUnavailable
 from dealerpulse.clock import Clock
+from dealerpulse.columns import SampleTable
 from dealerpulse.model import Labels, MetricBatch
 
 logger = logging.getLogger(__name__)
 
 SeriesId = tuple[str, Labels]
 """(name, labels) of a series within one agent."""
+
+Dictionaries = tuple[tuple[str, ...], tuple[Labels, ...]]
+"""(names, label_sets) of a SampleTable."""
 
 # The SeriesId of a Sample, by position.
 _SERIES_OF = itemgetter(0, 4)
@@ -120,12 +124,23 @@ class SeriesLimiter:
         self._max_agents = max_agents
         self._load = loader or _store_loader(store)
         self._known: OrderedDict[str, set[SeriesId]] = OrderedDict()
+        # Per agent: the dictionaries of its last columnar batch and the index
+        # pairs under them whose series are known (a subset of _known's).
+        self._known_pairs: dict[str, tuple[Dictionaries, set[tuple[int, int]]]] = {}
 
     async def admit(self, batch: MetricBatch) -> SeriesVerdict:
         """The batch without the samples of series beyond the limit. Raises StoreUnavailable."""
         known = await self._series_of(batch.agent_id)
+        samples = batch.samples
+        if (
+            isinstance(samples, SampleTable)
+            and samples.has_distinct_dictionaries()
+            and self._admit_table(batch.agent_id, samples, known)
+        ):
+            return SeriesVerdict(batch)
+        # Rows, or columns over the limit: pick the samples to keep one by one.
         # Samples are tuples: the (name, labels) column is built in C.
-        new = set(map(_SERIES_OF, batch.samples)) - known
+        new = set(map(_SERIES_OF, samples)) - known
         room = self.max_series - len(known)
         if len(new) <= room:
             known |= new
@@ -143,6 +158,27 @@ class SeriesLimiter:
             dataclasses.replace(batch, samples=kept), len(refused), refused[0].name
         )
 
+    def _admit_table(self, agent_id: str, table: SampleTable, known: set[SeriesId]) -> bool:
+        """True when every series of the table fits (and is now known).
+
+        An agent's batches usually repeat the dictionaries and index pairs of
+        the one before: then the answer is two C-level set operations.
+        """
+        pairs = set(table.series_pairs())
+        cached = self._known_pairs.get(agent_id)
+        same_dictionaries = cached is not None and cached[0] == table.dictionaries
+        if cached is not None and same_dictionaries and pairs <= cached[1]:
+            return True
+        names, label_sets = table.names, table.label_sets
+        new = {(names[n], label_sets[labels]) for n, labels in pairs} - known
+        if len(new) > self.max_series - len(known):
+            return False
+        known |= new
+        if cached is not None and same_dictionaries:
+            pairs |= cached[1]
+        self._known_pairs[agent_id] = (table.dictionaries, pairs)
+        return True
+
     async def _series_of(self, agent_id: str) -> set[SeriesId]:
         known = self._known.get(agent_id)
         if known is not None:
@@ -155,7 +191,8 @@ class SeriesLimiter:
         # Another batch of the agent may have loaded it meanwhile: keep one set.
         known = self._known.setdefault(agent_id, loaded)
         while len(self._known) > self._max_agents:
-            self._known.popitem(last=False)
+            evicted, _ = self._known.popitem(last=False)
+            self._known_pairs.pop(evicted, None)
         return known
 
 

@@ -21,7 +21,8 @@ import grpc
 
 from collector.abc import AgentInfo
 from collector.ingest.codec import Rejection
-from dealerpulse.model import EndpointStat, Gap, LatencySketch, MetricBatch, Sample
+from dealerpulse.columns import SampleTable
+from dealerpulse.model import EndpointStat, Gap, Labels, LatencySketch, MetricBatch, Sample
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
 LABEL_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
@@ -44,12 +45,26 @@ class CheckedSeries:
 
     def __init__(self, max_entries: int = 50_000) -> None:
         self.specs: set[SeriesSpec] = set()
+        # The same for the dictionaries of columnar batches, entry by entry.
+        self.names: set[str] = set()
+        self.units: set[str] = set()
+        self.label_sets: set[Labels] = set()
         self.max_entries = max_entries
 
     def add(self, new: set[SeriesSpec]) -> None:
         if len(self.specs) + len(new) > self.max_entries:
             self.specs.clear()
         self.specs |= new
+
+    def add_entries(self, names: set[str], units: set[str], label_sets: set[Labels]) -> None:
+        held = len(self.names) + len(self.units) + len(self.label_sets)
+        if held + len(names) + len(units) + len(label_sets) > self.max_entries:
+            self.names.clear()
+            self.units.clear()
+            self.label_sets.clear()
+        self.names |= names
+        self.units |= units
+        self.label_sets |= label_sets
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +134,11 @@ def validate_batch(
         _check_identity(batch, limits)
         window = _TimeWindow.around(caller.now_ms, limits)
         window.check_not_future("created_unix_ms", batch.created_ms)
-        if not _samples_plainly_valid(batch.samples, window, limits, checked):
+        if isinstance(batch.samples, SampleTable):
+            plainly_valid = _table_plainly_valid(batch.samples, window, limits, checked)
+        else:
+            plainly_valid = _samples_plainly_valid(batch.samples, window, limits, checked)
+        if not plainly_valid:
             # Something is wrong: find the first problem, in sample order.
             fields = _SampleFields(len(batch.samples) if row_samples is None else row_samples)
             _check_samples(batch.samples, window, limits, fields)
@@ -284,6 +303,43 @@ def _samples_plainly_valid(
         return False
     if checked is not None and new:
         checked.add(new)
+    return True
+
+
+def _table_plainly_valid(
+    table: SampleTable, window: _TimeWindow, limits: Limits, checked: CheckedSeries | None
+) -> bool:
+    """:func:`_samples_plainly_valid` for a columnar batch, column by column.
+
+    The name, unit and label checks run once per dictionary entry, and only
+    for entries not seen before; everything per sample is C-level.
+    """
+    if not table:
+        return True
+    if not table.has_distinct_dictionaries():
+        return False  # index pairs would not identify series: look closer
+    memory = checked if checked is not None else CheckedSeries()
+    names = set(table.names) - memory.names
+    units = set(table.units) - memory.units
+    label_sets = set(table.label_sets) - memory.label_sets
+    try:
+        for name in names:
+            _check_name("name", name, limits)
+        for unit in units:
+            _check_text("unit", unit, limits.max_unit_len)
+        for labels in label_sets:
+            _check_labels("labels", labels, limits)
+        window.check_recent("time_unix_ms", min(table.times))
+        window.check_recent("time_unix_ms", max(table.times))
+    except _Refused:
+        return False
+    if not math.isfinite(sum(table.values)):
+        return False
+    points = zip(table.name_index, table.labels_index, table.times, strict=True)
+    if len(set(points)) != len(table):
+        return False
+    if checked is not None:
+        checked.add_entries(names, units, label_sets)
     return True
 
 

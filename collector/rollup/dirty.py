@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection
 
+from dealerpulse.columns import SampleTable
 from dealerpulse.model import MetricBatch
 
 MINUTE_MS = 60_000
@@ -29,7 +30,9 @@ def dirty_minutes(batches: Sequence[MetricBatch]) -> dict[tuple[str, int], str]:
     """
     marks: dict[tuple[str, int], str] = {}
     for batch in batches:
-        times = set(map(_TIME_MS, batch.samples))
+        samples = batch.samples
+        # A columnar batch has its times as a column already.
+        times = set(samples.times if isinstance(samples, SampleTable) else map(_TIME_MS, samples))
         times.update(stat.end_ms for stat in batch.endpoints)
         for minute in {t - t % MINUTE_MS for t in times}:
             marks[(batch.agent_id, minute)] = batch.dealer_id

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from itertools import chain, repeat
 
 from sqlalchemy import Connection
-
-SampleRow = tuple[int, int, float]
-"""(series_id, time_ms, value)."""
 
 # Rows per multi-row INSERT on SQLite: 3 parameters each, below the
 # 32766 bound parameters SQLite allows. Python's sqlite3 drops and retakes the
@@ -25,20 +23,33 @@ SQLITE_ROWS_PER_INSERT = 500
 _POSTGRESQL_COPY = "COPY samples (series_id, time_ms, value) FROM STDIN (FORMAT BINARY)"
 
 
-def insert_samples(connection: Connection, rows: Sequence[SampleRow]) -> None:
-    if not rows:
+def insert_samples(
+    connection: Connection,
+    series_ids: Sequence[int],
+    times: Sequence[int],
+    values: Sequence[float],
+) -> None:
+    """Insert the rows (series_ids[i], times[i], values[i]), given as three equal columns."""
+    if len(times) != len(series_ids) or len(values) != len(series_ids):
+        raise ValueError(
+            f"sample columns differ in length: {len(series_ids)} series ids, "
+            f"{len(times)} times, {len(values)} values"
+        )
+    if not series_ids:
         return
     if not connection.in_transaction():
         # Outside a transaction the raw cursor would commit row by row.
         raise RuntimeError("insert_samples must run inside the write transaction")
     raw = connection.connection.driver_connection
     if connection.dialect.name == "postgresql":
-        _copy_postgresql(raw, rows)
+        _copy_postgresql(raw, series_ids, times, values)
     else:
-        _executemany_sqlite(raw, rows)
+        _executemany_sqlite(raw, series_ids, times, values)
 
 
-def _executemany_sqlite(raw: object, rows: Sequence[SampleRow]) -> None:
+def _executemany_sqlite(
+    raw: object, series_ids: Sequence[int], times: Sequence[int], values: Sequence[float]
+) -> None:
     import sqlite3
 
     if not isinstance(raw, sqlite3.Connection):
@@ -46,10 +57,14 @@ def _executemany_sqlite(raw: object, rows: Sequence[SampleRow]) -> None:
     cursor = raw.cursor()
     try:
         start = 0
-        for size in sqlite_chunk_sizes(len(rows)):
-            chunk = rows[start : start + size]
-            cursor.execute(_sqlite_insert(size), [x for row in chunk for x in row])
-            start += size
+        for size in sqlite_chunk_sizes(len(series_ids)):
+            end = start + size
+            # Interleaved parameters, built by C-level chain/zip.
+            parameters = chain.from_iterable(
+                zip(series_ids[start:end], times[start:end], values[start:end], strict=True)
+            )
+            cursor.execute(_sqlite_insert(size), tuple(parameters))
+            start = end
     finally:
         cursor.close()
 
@@ -89,23 +104,32 @@ _COPY_TRAILER = struct.pack(">h", -1)
 _COPY_ROW = struct.Struct(">hiqiqid")
 
 
-def encode_copy_binary(rows: Sequence[SampleRow]) -> bytes:
-    """The COPY binary stream of (int8, int8, float8) rows, packed in one go.
+def encode_copy_binary(
+    series_ids: Sequence[int], times: Sequence[int], values: Sequence[float]
+) -> bytes:
+    """The COPY binary stream of the (int8, int8, float8) rows, packed in one go.
 
     Several times faster than psycopg's per-row write_row in Python.
     """
     pack = _COPY_ROW.pack
-    body = b"".join([pack(3, 8, sid, 8, time_ms, 8, value) for sid, time_ms, value in rows])
+    body = b"".join(
+        [
+            pack(3, 8, sid, 8, time_ms, 8, value)
+            for sid, time_ms, value in zip(series_ids, times, values, strict=True)
+        ]
+    )
     return _COPY_HEADER + body + _COPY_TRAILER
 
 
-def _copy_postgresql(raw: object, rows: Sequence[SampleRow]) -> None:
+def _copy_postgresql(
+    raw: object, series_ids: Sequence[int], times: Sequence[int], values: Sequence[float]
+) -> None:
     import psycopg
 
     if not isinstance(raw, psycopg.Connection):
         raise TypeError(f"expected a psycopg connection, got {type(raw).__name__}")
     with raw.cursor() as cursor, cursor.copy(_POSTGRESQL_COPY) as copy:
-        copy.write(encode_copy_binary(rows))
+        copy.write(encode_copy_binary(series_ids, times, values))
 
 
 # The newest point per series. A resent old batch must not hide a newer point,
@@ -128,33 +152,44 @@ WHERE excluded.time_ms >= series_latest.time_ms
 
 
 def upsert_latest(
-    connection: Connection, latest: Mapping[int, tuple[int, float]], received_ms: int
+    connection: Connection,
+    ids: Sequence[int],
+    times: Sequence[int],
+    values: Sequence[float],
+    received_ms: int,
 ) -> None:
-    """Record (time_ms, value) as the newest point of each series id, unless older."""
-    if not latest:
+    """Record (times[i], values[i]) as the newest point of series ids[i], unless older.
+
+    ``ids`` ascending and distinct: two writers lock the rows in one order.
+    """
+    if not ids:
         return
-    ordered = sorted(latest.items())
     if connection.dialect.name == "postgresql":
-        ids = [series_id for series_id, _ in ordered]
-        times = [time_ms for _, (time_ms, _) in ordered]
-        values = [value for _, (_, value) in ordered]
-        connection.exec_driver_sql(_POSTGRESQL_UPSERT_LATEST, (received_ms, ids, times, values))
+        connection.exec_driver_sql(
+            _POSTGRESQL_UPSERT_LATEST, (received_ms, list(ids), list(times), list(values))
+        )
     else:
-        _upsert_latest_sqlite(connection, ordered, received_ms)
+        _upsert_latest_sqlite(connection, ids, times, values, received_ms)
 
 
 def _upsert_latest_sqlite(
-    connection: Connection, ordered: Sequence[tuple[int, tuple[int, float]]], received_ms: int
+    connection: Connection,
+    ids: Sequence[int],
+    times: Sequence[int],
+    values: Sequence[float],
+    received_ms: int,
 ) -> None:
     # Multi-row statements, as for the samples: one statement step per row
     # would retake the GIL once per series (see SQLITE_ROWS_PER_INSERT), and
     # the same chunk sizes keep the prepared statement texts few.
     start = 0
-    for size in sqlite_chunk_sizes(len(ordered)):
-        chunk = ordered[start : start + size]
-        parameters = [x for sid, (t, v) in chunk for x in (sid, t, v, received_ms)]
+    for size in sqlite_chunk_sizes(len(ids)):
+        end = start + size
+        parameters = chain.from_iterable(
+            zip(ids[start:end], times[start:end], values[start:end], repeat(received_ms))
+        )
         connection.exec_driver_sql(_sqlite_upsert_latest(size), tuple(parameters))
-        start += size
+        start = end
 
 
 @functools.lru_cache(maxsize=16)

@@ -33,8 +33,17 @@ from collector.store.dedup import BatchKey, Committed, batch_key, classify
 from collector.store.dialect import insert_ignoring_conflicts
 from collector.store.engine import WRITE_OPTION, translated_errors
 from collector.store.errors import AgentConflict
-from collector.store.fastpath import SampleRow, insert_samples, upsert_latest
+from collector.store.fastpath import insert_samples, upsert_latest
 from collector.store.records import endpoint_row, gap_row
+from collector.store.sample_rows import (
+    AgentKey,
+    Dictionaries,
+    Pair,
+    PairCache,
+    SampleColumns,
+    fresh_pair_maps,
+    plan_batch,
+)
 from collector.store.schema import (
     UtcDateTime,
     agents,
@@ -75,6 +84,7 @@ class BatchWriter:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._series = SeriesCache()
+        self._pairs = PairCache()
         self._known_dealers: set[str] = set()
         self._lock = threading.Lock()
 
@@ -85,17 +95,21 @@ class BatchWriter:
             return []
         with self._lock:
             learnt: dict[SeriesKey, int] = {}
+            pair_maps: list[tuple[AgentKey, Dictionaries, dict[Pair, int]]] = []
             action = f"writing a group of {len(batches)} batches"
             with translated_errors(action), self._engine.connect() as connection:
                 connection.execution_options(**{WRITE_OPTION: True})
                 with connection.begin():
-                    results = self._write_group(connection, batches, received_at, learnt)
+                    results = self._write_group(connection, batches, received_at, learnt, pair_maps)
             # Reached only after the commit: ids of rolled-back series never get cached.
             self._series.remember(learnt)
+            for agent, dictionaries, ids in pair_maps:
+                self._pairs.remember(agent, dictionaries, ids)
         return results
 
     def forget_series(self) -> None:
         self._series.clear()
+        self._pairs.clear()
 
     def _write_group(
         self,
@@ -103,15 +117,16 @@ class BatchWriter:
         batches: Sequence[MetricBatch],
         received_at: datetime,
         learnt: dict[SeriesKey, int],
+        pair_maps: list[tuple[AgentKey, Dictionaries, dict[Pair, int]]],
     ) -> list[WriteResult]:
         results = classify(batches, _committed(connection, {batch_key(b) for b in batches}))
         self._check_dealers(connection, batches)
         _ensure_agents(connection, batches, received_at)
         new = [b for b, r in zip(batches, results, strict=True) if r.outcome is WriteOutcome.STORED]
         if new:
-            rows, latest = self._sample_rows(connection, new, learnt)
-            insert_samples(connection, rows)
-            upsert_latest(connection, latest, to_unix_ms(received_at))
+            columns = self._sample_columns(connection, new, learnt, pair_maps)
+            insert_samples(connection, columns.series_ids, columns.times, columns.values)
+            upsert_latest(connection, *columns.latest(), to_unix_ms(received_at))
             _insert_details(connection, new, received_at)
             # Same transaction: a committed row always has its rollup mark.
             mark_dirty(connection, new)
@@ -132,41 +147,29 @@ class BatchWriter:
                     f"dealer {batch.dealer_id!r} is not registered"
                 )
 
-    def _sample_rows(
+    def _sample_columns(
         self,
         connection: Connection,
         batches: Sequence[MetricBatch],
         learnt: dict[SeriesKey, int],
-    ) -> tuple[list[SampleRow], dict[int, tuple[int, float]]]:
-        """The sample rows, and the newest (time_ms, value) of every series touched.
+        pair_maps: list[tuple[AgentKey, Dictionaries, dict[Pair, int]]],
+    ) -> SampleColumns:
+        """The rows of the batches' samples, and the newest point of every series touched.
 
-        One pass in the steady state (every series cached); rows of series
-        seen for the first time get their id after one round trip for all.
+        Series seen for the first time get their ids in one round trip for
+        the whole group, between planning and emitting.
         """
-        rows: list[SampleRow] = []
-        unresolved: list[tuple[int, SeriesKey]] = []
+        plans = [plan_batch(batch, self._series, self._pairs) for batch in batches]
         missing: dict[SeriesKey, str] = {}
-        for batch in batches:
-            ids = self._series.of_agent(batch.dealer_id, batch.agent_id)
-            for sample in batch.samples:
-                series_id = ids.get((sample.name, sample.labels))
-                if series_id is None:
-                    key = (batch.dealer_id, batch.agent_id, sample.name, sample.labels)
-                    missing.setdefault(key, sample.unit)
-                    unresolved.append((len(rows), key))
-                    series_id = 0
-                rows.append((series_id, sample.time_ms, sample.value))
-        if unresolved:
+        for plan in plans:
+            plan.note_missing(missing)
+        if missing:
             learnt.update(resolve_missing(connection, missing))
-            for index, key in unresolved:
-                _, time_ms, value = rows[index]
-                rows[index] = (learnt[key], time_ms, value)
-        latest: dict[int, tuple[int, float]] = {}
-        for series_id, time_ms, value in rows:
-            newest = latest.get(series_id)
-            if newest is None or time_ms >= newest[0]:
-                latest[series_id] = (time_ms, value)
-        return rows, latest
+        columns = SampleColumns()
+        for plan in plans:
+            plan.emit(columns, learnt)
+        pair_maps.extend(fresh_pair_maps(plans))
+        return columns
 
 
 def _committed(connection: Connection, keys: Iterable[BatchKey]) -> dict[BatchKey, Committed]:

@@ -223,7 +223,7 @@ def _too_many_samples(batch: MetricBatch, now_ms: int, limits: Limits) -> Metric
     extra = tuple(
         Sample("load.avg", 1.0, "", now_ms, (("i", str(i)),)) for i in range(limits.max_samples)
     )
-    return dataclasses.replace(batch, samples=batch.samples + extra)
+    return dataclasses.replace(batch, samples=(*batch.samples, *extra))
 
 
 CORRUPTIONS: list[Corruption] = [

@@ -91,7 +91,7 @@ def test_rows_and_columns_in_one_batch_are_rows_first(
     message = wire(first, columnar=False)
     message.MergeFrom(wire(dataclasses.replace(first, samples=second.samples), columnar=True))
     decoded = codec.decode_batch(message)
-    assert decoded.batch.samples == first.samples + second.samples
+    assert decoded.batch.samples == (*first.samples, *second.samples)
     assert decoded.row_samples == len(first.samples)
 
 

@@ -21,7 +21,6 @@ from sqlalchemy import Engine, create_engine
 from collector.ingest.validate import Caller, CheckedSeries, Limits, validate_batch
 from collector.store.fastpath import (
     SQLITE_ROWS_PER_INSERT,
-    SampleRow,
     insert_samples,
     upsert_latest,
 )
@@ -100,11 +99,11 @@ def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     )
 )
 def test_sqlite_multi_row_inserts_store_every_row_exactly(
-    sqlite_engine: Engine, rows: list[SampleRow]
+    sqlite_engine: Engine, rows: list[tuple[int, int, float]]
 ) -> None:
     with sqlite_engine.connect() as connection, connection.begin():
         connection.exec_driver_sql("DELETE FROM samples")
-        insert_samples(connection, rows)
+        insert_samples(connection, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
         back = connection.exec_driver_sql(
             "SELECT series_id, time_ms, value FROM samples ORDER BY id"
         ).all()
@@ -127,8 +126,11 @@ def test_sqlite_multi_row_latest_keeps_the_newest_point_of_every_series(
 ) -> None:
     with sqlite_engine.connect() as connection, connection.begin():
         connection.exec_driver_sql("DELETE FROM series_latest")
-        upsert_latest(connection, before, 1)
-        upsert_latest(connection, after, 2)
+        for points, received_ms in ((before, 1), (after, 2)):
+            ids = sorted(points)
+            times = [points[i][0] for i in ids]
+            values = [points[i][1] for i in ids]
+            upsert_latest(connection, ids, times, values, received_ms)
         back = connection.exec_driver_sql(
             "SELECT series_id, time_ms, value, received_ms FROM series_latest"
         ).all()

@@ -118,8 +118,8 @@ class AgentStream:
     def __init__(self, call: AckStream) -> None:
         self.call = call
 
-    async def roundtrip(self, sent: MetricBatch) -> Ack:
-        await within(self.call.write(encode_batch(sent)))
+    async def roundtrip(self, sent: MetricBatch, *, columnar: bool = False) -> Ack:
+        await within(self.call.write(encode_batch(sent, columnar=columnar)))
         return await self.ack()
 
     async def ack(self) -> Ack:

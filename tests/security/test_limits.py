@@ -106,8 +106,9 @@ def test_a_dealer_over_its_rate_is_told_to_retry_and_others_are_not_slowed(
     run(scenario())
 
 
+@pytest.mark.parametrize("columnar", [False, True], ids=["rows", "columns"])
 def test_new_series_beyond_the_agent_limit_are_refused_and_existing_ones_flow(
-    sqlite_store: SQLAlchemyMetricStore, clock: FakeClock
+    sqlite_store: SQLAlchemyMetricStore, clock: FakeClock, columnar: bool
 ) -> None:
     acme = add_dealer(sqlite_store, clock, A)
     settings = _settings(max_series_per_agent=5)
@@ -118,15 +119,15 @@ def test_new_series_beyond_the_agent_limit_are_refused_and_existing_ones_flow(
             collector.agent(acme.dealer, A) as agent,
         ):
             stream = agent.stream()
-            ack = await stream.roundtrip(agent.batch(1, _samples(clock, 3)))
+            ack = await stream.roundtrip(agent.batch(1, _samples(clock, 3)), columnar=columnar)
             assert ack.status.name == "STORED" and ack.samples_stored == 3 and not ack.message
             clock.advance(1)
-            ack = await stream.roundtrip(agent.batch(2, _samples(clock, 7)))
+            ack = await stream.roundtrip(agent.batch(2, _samples(clock, 7)), columnar=columnar)
             assert ack.status.name == "STORED" and ack.samples_stored == 5
             assert ack.code == RESOURCE_EXHAUSTED.value[0] and ack.field == "samples"
             assert "max_series_per_agent=5" in ack.message
             clock.advance(1)
-            ack = await stream.roundtrip(agent.batch(3, _samples(clock, 5)))
+            ack = await stream.roundtrip(agent.batch(3, _samples(clock, 5)), columnar=columnar)
             assert ack.samples_stored == 5 and not ack.message
             agent_id = agent.agent_id
         # A restarted collector knows the agent's series from the store.
@@ -136,7 +137,9 @@ def test_new_series_beyond_the_agent_limit_are_refused_and_existing_ones_flow(
         ):
             agent.agent_id = agent_id
             clock.advance(1)
-            ack = await agent.stream().roundtrip(agent.batch(4, _samples(clock, 6)))
+            ack = await agent.stream().roundtrip(
+                agent.batch(4, _samples(clock, 6)), columnar=columnar
+            )
             assert ack.samples_stored == 5 and "max_series_per_agent=5" in ack.message
         assert sqlite_store.count_samples(agent_id) == 3 + 5 + 5 + 5
 

@@ -9,7 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.store.fastpath import SampleRow, encode_copy_binary
+from collector.store.fastpath import encode_copy_binary
+
+SampleRow = tuple[int, int, float]
 
 int8 = st.integers(-(2**63), 2**63 - 1)
 rows = st.lists(st.tuples(int8, int8, st.floats(allow_nan=False)), max_size=40)
@@ -37,7 +39,9 @@ def test_postgresql_reads_back_exactly_the_packed_rows(
     with pg_connection.cursor() as cursor:
         copy_sql = "COPY copied (series_id, time_ms, value) FROM STDIN (FORMAT BINARY)"
         with cursor.copy(copy_sql) as copy:
-            copy.write(encode_copy_binary(rows))
+            copy.write(
+                encode_copy_binary([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+            )
         cursor.execute("SELECT series_id, time_ms, value FROM copied ORDER BY n")
         back = cursor.fetchall()
 
