@@ -177,12 +177,23 @@ def upsert_latest(
     if not ids:
         return
     if connection.dialect.name == "postgresql":
-        parameters = (received_ms, list(ids), list(times), list(values))
+        parameters = (received_ms, array_literal(ids), array_literal(times), array_literal(values))
         updated = connection.exec_driver_sql(_POSTGRESQL_UPDATE_LATEST, parameters).rowcount
         if updated != len(ids):
             connection.exec_driver_sql(_POSTGRESQL_UPSERT_LATEST, parameters)
     else:
         _upsert_latest_sqlite(connection, ids, times, values, received_ms)
+
+
+def array_literal(numbers: Sequence[float]) -> str:
+    """``{1,2,3}``: a PostgreSQL array literal of the numbers, built in C.
+
+    psycopg dumps a list parameter element by element in Python, which took a
+    fifth of the collector's time; PostgreSQL parses this text instead. repr
+    gives the shortest text that reads back as the same float, and the
+    writer's values are finite (validation refuses NaN and infinities).
+    """
+    return "{" + ",".join(map(repr, numbers)) + "}"
 
 
 def _upsert_latest_sqlite(

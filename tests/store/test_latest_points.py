@@ -25,7 +25,7 @@ Points = dict[int, tuple[int, float]]
 rounds = st.lists(
     st.dictionaries(
         st.integers(0, SERIES - 1),
-        st.tuples(st.integers(-3, 3), st.floats(-1e6, 1e6)),
+        st.tuples(st.integers(-3, 3), st.floats(allow_nan=False, allow_infinity=False)),
         max_size=SERIES,
     ),
     min_size=1,
