@@ -122,6 +122,7 @@ class CollectorServer:
             max_queue_samples=settings.max_queue_samples,
             max_group_samples=settings.max_group_samples,
             max_group_delay_s=settings.group_delay_s,
+            shards=_writer_shards(settings, self._store),
             clock=self._clock,
             retry=self._writer_retry,
             on_committed=exporter.offer if exporter is not None else None,
@@ -318,6 +319,18 @@ def _alert_jobs(engine: Engine, settings: CollectorSettings, clock: Clock) -> Al
             ),
         ),
     )
+
+
+def _writer_shards(settings: CollectorSettings, store: MetricStore) -> int:
+    """Writer threads: as configured, else two on PostgreSQL and one on SQLite.
+
+    On PostgreSQL one writer leaves the database server idle while it prepares
+    the next group and the collector idle while the server works; two let them
+    overlap. SQLite takes one writing transaction at a time anyway.
+    """
+    if settings.writer_shards:
+        return settings.writer_shards
+    return 2 if getattr(store, "dialect", "") == "postgresql" else 1
 
 
 def _stream_config(settings: CollectorSettings) -> StreamConfig:

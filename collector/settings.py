@@ -24,6 +24,7 @@ from dealerpulse.config import (
     byte_size,
     host_port,
     non_negative_float,
+    non_negative_int,
     optional_text,
     path,
     positive_float,
@@ -328,6 +329,13 @@ COLLECTOR_OPTIONS: list[Option] = [
         "how long a lightly loaded writer waits to group more batches into one transaction",
     ),
     Option(
+        "writer_shards",
+        non_negative_int,
+        0,
+        "writer threads, each committing the batches of its own agents; "
+        "0: 2 on PostgreSQL (its server works while the collector prepares), 1 on SQLite",
+    ),
+    Option(
         "max_in_flight_per_stream",
         positive_int,
         64,
@@ -381,6 +389,7 @@ class CollectorSettings:
     max_queue_samples: int = 200_000
     max_group_samples: int = 20_000
     group_delay_s: float = 0.005
+    writer_shards: int = 0
     max_in_flight_per_stream: int = 64
     auth_cache_ttl_s: float = 10.0
     shutdown_grace_s: float = 10.0

@@ -20,6 +20,8 @@ import asyncio
 import logging
 import math
 import threading
+import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -90,12 +92,15 @@ class BatchWriter:
         retry: RetryPolicy | None = None,
         retry_after_bounds_s: tuple[float, float] = (0.1, 10.0),
         on_committed: Callable[[Sequence[MetricBatch]], None] | None = None,
+        shards: int = 1,
     ) -> None:
         if max_queue_samples < 1 or max_group_samples < 1 or max_group_delay_s < 0:
             raise ValueError(
                 "max_queue_samples and max_group_samples must be positive "
                 "and max_group_delay_s not negative"
             )
+        if shards < 1:
+            raise ValueError(f"shards must be at least 1, not {shards}")
         self._store = store
         self._max_queue_samples = max_queue_samples
         self._max_group_samples = max_group_samples
@@ -107,12 +112,15 @@ class BatchWriter:
         # (duplicates excluded); it must hand them over without blocking.
         self._on_committed = on_committed
         self._cond = threading.Condition()
-        self._queue: deque[_Pending] = deque()
+        # One queue and thread per shard; an agent always lands in the same
+        # shard, so concurrent transactions never touch one agent's rows.
+        self._queues: list[deque[_Pending]] = [deque() for _ in range(shards)]
+        self._shard_samples = [0] * shards
         self._queued_samples = 0
         self._accepting = False
         # Set when a shutdown ran out of time: cuts a retry backoff short.
         self._abort = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._groups_committed = 0
         self._batches_committed = 0
         self._samples_written = 0
@@ -125,13 +133,20 @@ class BatchWriter:
 
     def start(self) -> None:
         with self._cond:
-            if self._thread is not None:
+            if self._threads:
                 raise RuntimeError("BatchWriter.start() called twice")
             self._accepting = True
-            self._thread = threading.Thread(
-                target=self._run, name="dealerpulse-batch-writer", daemon=True
-            )
-            self._thread.start()
+            self._threads = [
+                threading.Thread(
+                    target=self._run,
+                    args=(shard,),
+                    name=f"dealerpulse-batch-writer-{shard}",
+                    daemon=True,
+                )
+                for shard in range(len(self._queues))
+            ]
+            for thread in self._threads:
+                thread.start()
 
     async def submit(self, batch: MetricBatch) -> WriteResult:
         """The store's result for the batch, once its transaction has committed.
@@ -146,10 +161,12 @@ class BatchWriter:
                 raise WriterClosed("collector is shutting down")
             # A batch larger than the whole queue still goes in when the queue is empty.
             full = self._queued_samples + pending.weight > self._max_queue_samples
-            if full and self._queue:
+            if full and self._queued_samples:
                 self._refused += 1
                 raise Overloaded(self._retry_after_s(), self._queued_samples)
-            self._queue.append(pending)
+            shard = self._shard_of(batch.agent_id)
+            self._queues[shard].append(pending)
+            self._shard_samples[shard] += pending.weight
             self._queued_samples += pending.weight
             self._cond.notify_all()
         return await pending.future
@@ -163,16 +180,18 @@ class BatchWriter:
         with self._cond:
             self._accepting = False
             self._cond.notify_all()
-            thread = self._thread
-        if thread is None:
+            threads = list(self._threads)
+        if not threads:
             return True
-        await asyncio.to_thread(thread.join, max(0.0, timeout_s))
-        if not thread.is_alive():
+        await asyncio.to_thread(_join_all, threads, max(0.0, timeout_s))
+        if not any(thread.is_alive() for thread in threads):
             return True
         self._abort.set()
         with self._cond:
-            abandoned = list(self._queue)
-            self._queue.clear()
+            abandoned = [pending for queue in self._queues for pending in queue]
+            for queue in self._queues:
+                queue.clear()
+            self._shard_samples = [0] * len(self._queues)
             self._queued_samples = 0
         logger.warning(
             "writer did not drain within %.1f s; %s queued batches not written",
@@ -185,7 +204,7 @@ class BatchWriter:
     def stats(self) -> WriterStats:
         with self._cond:
             return WriterStats(
-                queued_batches=len(self._queue),
+                queued_batches=sum(map(len, self._queues)),
                 queued_samples=self._queued_samples,
                 groups_committed=self._groups_committed,
                 batches_committed=self._batches_committed,
@@ -198,36 +217,46 @@ class BatchWriter:
 
     # ---- the writer thread
 
-    def _run(self) -> None:
-        logger.debug("batch writer started")
-        while (group := self._next_group()) is not None:
-            self._commit(group)
-        logger.debug("batch writer stopped")
+    def _shard_of(self, agent_id: str) -> int:
+        if len(self._queues) == 1:
+            return 0
+        return zlib.crc32(agent_id.encode()) % len(self._queues)
 
-    def _next_group(self) -> list[_Pending] | None:
-        """Block until there is work; None once stopped and empty."""
+    def _run(self, shard: int) -> None:
+        logger.debug("batch writer %s started", shard)
+        while (group := self._next_group(shard)) is not None:
+            self._commit(group)
+        logger.debug("batch writer %s stopped", shard)
+
+    def _next_group(self, shard: int) -> list[_Pending] | None:
+        """Block until the shard has work; None once stopped and empty."""
+        queue = self._queues[shard]
         with self._cond:
-            self._cond.wait_for(lambda: bool(self._queue) or not self._accepting)
-            if not self._queue:
+            self._cond.wait_for(lambda: bool(queue) or not self._accepting)
+            if not queue:
                 return None
             # A shallow queue waits a moment for company: one transaction for
             # many batches costs about what one costs for one. Condition waits
             # run on real time, so this is not the injected clock.
             self._cond.wait_for(
-                lambda: not self._accepting or self._queued_samples >= self._max_group_samples,
+                lambda: (
+                    not self._accepting or self._shard_samples[shard] >= self._max_group_samples
+                ),
                 timeout=self._max_group_delay_s,
             )
-            return self._pop_group()
+            return self._pop_group(shard)
 
-    def _pop_group(self) -> list[_Pending]:
+    def _pop_group(self, shard: int) -> list[_Pending]:
+        queue = self._queues[shard]
         group: list[_Pending] = []
         total = 0
-        while self._queue:
-            weight = self._queue[0].weight
+        while queue:
+            weight = queue[0].weight
             if group and total + weight > self._max_group_samples:
                 break
-            group.append(self._queue.popleft())
+            group.append(queue.popleft())
             total += weight
+        self._shard_samples[shard] -= total
         self._queued_samples -= total
         return group
 
@@ -326,7 +355,8 @@ class BatchWriter:
             self._last_group_batches = len(group)
             self._last_group_latency_s = latency_s
             if latency_s > 0:
-                speed = weight / latency_s
+                # The shards write side by side: together about this many times faster.
+                speed = weight / latency_s * len(self._queues)
                 previous = self._samples_per_s
                 self._samples_per_s = speed if previous is None else 0.8 * previous + 0.2 * speed
 
@@ -370,6 +400,13 @@ def _refusal_of(cause: StoreError) -> Exception:
     error = StoreUnavailable(f"the store refused the batch: {cause}")
     error.__cause__ = cause
     return error
+
+
+def _join_all(threads: Sequence[threading.Thread], timeout_s: float) -> None:
+    """Join every thread, all within one timeout (real time, as thread joins wait)."""
+    deadline = time.monotonic() + timeout_s
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _settle(pending: _Pending, outcome: WriteResult | Exception) -> None:

@@ -10,7 +10,6 @@ failure rolls all of it back and forgets the series ids learnt meanwhile.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -79,32 +78,32 @@ def padded_to_power_of_two(items: Sequence[_T]) -> list[_T]:
 
 
 class BatchWriter:
-    """Writes groups of batches; one instance per store, called from one thread."""
+    """Writes groups of batches; one instance per store, safe to call from several threads."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._series = SeriesCache()
         self._pairs = PairCache()
+        # Several ingest writer shards may call write() at once, each with its
+        # own agents: the caches lock themselves, and a set update is atomic.
         self._known_dealers: set[str] = set()
-        self._lock = threading.Lock()
 
     def write(self, batches: Sequence[MetricBatch], received_at: datetime) -> list[WriteResult]:
         if received_at.tzinfo is None:
             raise ValueError("received_at must be a timezone-aware UTC datetime")
         if not batches:
             return []
-        with self._lock:
-            learnt: dict[SeriesKey, int] = {}
-            pair_maps: list[tuple[AgentKey, Dictionaries, dict[Pair, int]]] = []
-            action = f"writing a group of {len(batches)} batches"
-            with translated_errors(action), self._engine.connect() as connection:
-                connection.execution_options(**{WRITE_OPTION: True})
-                with connection.begin():
-                    results = self._write_group(connection, batches, received_at, learnt, pair_maps)
-            # Reached only after the commit: ids of rolled-back series never get cached.
-            self._series.remember(learnt)
-            for agent, dictionaries, ids in pair_maps:
-                self._pairs.remember(agent, dictionaries, ids)
+        learnt: dict[SeriesKey, int] = {}
+        pair_maps: list[tuple[AgentKey, Dictionaries, dict[Pair, int]]] = []
+        action = f"writing a group of {len(batches)} batches"
+        with translated_errors(action), self._engine.connect() as connection:
+            connection.execution_options(**{WRITE_OPTION: True})
+            with connection.begin():
+                results = self._write_group(connection, batches, received_at, learnt, pair_maps)
+        # Reached only after the commit: ids of rolled-back series never get cached.
+        self._series.remember(learnt)
+        for agent, dictionaries, ids in pair_maps:
+            self._pairs.remember(agent, dictionaries, ids)
         return results
 
     def forget_series(self) -> None:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import zlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import grpc
 import pytest
 from ingest_batches import good_batch
 from ingest_harness import (
+    WAIT_S,
+    DelegatingStore,
     FailingStore,
     HeldStore,
     add_dealer,
@@ -17,7 +22,7 @@ from ingest_harness import (
     within,
 )
 
-from collector.abc import MetricStore
+from collector.abc import MetricStore, StoreError
 from collector.ingest.errors import BatchRefused, Overloaded, StoreUnavailable, WriterClosed
 from collector.ingest.writer import BatchWriter, RetryPolicy, batch_weight
 from dealerpulse.clock import FakeClock, unix_ms
@@ -46,6 +51,7 @@ class Scene:
             "max_queue_samples": 10_000,
             "max_group_samples": 10_000,
             "max_group_delay_s": 0.0,
+            "shards": 1,
         }
         options.update(overrides)
         writer = BatchWriter(
@@ -55,6 +61,7 @@ class Scene:
             max_group_delay_s=options["max_group_delay_s"],
             clock=self.clock,
             retry=FAST_RETRY,
+            shards=int(options["shards"]),
         )
         writer.start()
         return writer
@@ -236,3 +243,75 @@ def test_settings_are_checked() -> None:
             max_group_delay_s=0,
             clock=FakeClock(),
         )
+
+
+# ---- shards: several writer threads, each with its own agents
+
+
+def _agents_in_other_shards(shards: int) -> tuple[str, str]:
+    """Two agent ids that the writer puts into different shards."""
+    names = [f"agent-s{i}" for i in range(50)]
+    first = names[0]
+    other = next(
+        n for n in names if zlib.crc32(n.encode()) % shards != zlib.crc32(first.encode()) % shards
+    )
+    return first, other
+
+
+class AgentHeldStore(DelegatingStore):
+    """Writes holding batches of one agent wait until released; the others go through."""
+
+    def __init__(self, inner: MetricStore, held_agent: str) -> None:
+        super().__init__(inner)
+        self.held_agent = held_agent
+        self.released = threading.Event()
+        self.writing = threading.Event()
+
+    def write_batches(
+        self, batches: Sequence[MetricBatch], received_at: datetime
+    ) -> list[WriteResult]:
+        if any(b.agent_id == self.held_agent for b in batches):
+            self.writing.set()
+            if not self.released.wait(WAIT_S):
+                raise StoreError("test store held longer than the test's patience")
+        return super().write_batches(batches, received_at)
+
+
+def test_a_slow_shard_does_not_hold_back_the_agents_of_another(store: MetricStore) -> None:
+    scene = Scene(store)
+    slow_agent, fast_agent = _agents_in_other_shards(2)
+    held = AgentHeldStore(store, slow_agent)
+
+    async def scenario() -> None:
+        writer = scene.writer(held, shards=2)
+        slow = asyncio.create_task(writer.submit(scene.batches(slow_agent, 1)[0]))
+        await wait_until(held.writing.is_set, "the slow agent's write to start")
+        fast = await within(writer.submit(scene.batches(fast_agent, 1)[0]))
+        assert fast.outcome is WriteOutcome.STORED and not slow.done()
+        held.released.set()
+        assert (await within(slow)).outcome is WriteOutcome.STORED
+        assert await writer.drain_and_stop(5.0)
+
+    run(scenario())
+
+
+def test_shards_store_every_batch_once_under_concurrent_resends(store: MetricStore) -> None:
+    scene = Scene(store)
+    agents = [f"agent-c{i}" for i in range(9)]
+
+    async def scenario() -> None:
+        writer = scene.writer(store, shards=3, max_group_samples=12)
+        sent = [b for agent in agents for b in scene.batches(agent, 8)]
+        # Every batch twice in a row, as an agent resends after a lost ack.
+        submitted = [b for b in sent for _ in range(2)]
+        results = await within(asyncio.gather(*(writer.submit(b) for b in submitted)))
+        assert await writer.drain_and_stop(5.0)
+        by_key: dict[tuple[str, int], list[str]] = {}
+        for batch, result in zip(submitted, results, strict=True):
+            by_key.setdefault((batch.agent_id, batch.seq), []).append(result.outcome.value)
+        assert all(sorted(o) == ["duplicate", "stored"] for o in by_key.values()), by_key
+        for agent in agents:
+            expected = sum(len(b.samples) for b in sent if b.agent_id == agent)
+            assert store.count_samples(agent) == expected
+
+    run(scenario())
