@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import Connection, select
 
@@ -95,28 +95,77 @@ _EMPTY: dict[tuple[str, Labels], int] = {}
 def resolve_missing(
     connection: Connection, missing: Mapping[SeriesKey, str]
 ) -> dict[SeriesKey, int]:
-    """Create (if needed) and look up the series of ``missing`` (key -> unit)."""
+    """The ids of the series of ``missing`` (key -> unit), created where needed.
+
+    Read first: after a restart the cache is cold but nearly every series
+    exists, and a read is far cheaper than an insert that finds a conflict.
+    Only what the read did not find is inserted (ignoring conflicts, so two
+    collectors may race) and read back.
+    """
     if not missing:
         return {}
-    rows = [
-        {
-            "dealer_id": dealer_id,
-            "agent_id": agent_id,
-            "name": name,
-            "metric_type": metric_type_of(name),
-            "unit": unit,
-            "labels": dict(labels),
-            "labels_key": labels_key(labels),
-        }
-        for (dealer_id, agent_id, name, labels), unit in missing.items()
-    ]
-    connection.execute(insert_ignoring_conflicts(connection, series), rows)
-    found = _ids_of_agents(connection, {key[1] for key in missing})
-    resolved: dict[SeriesKey, int] = {}
-    for key in missing:
-        dealer_id, agent_id, name, labels = key
-        resolved[key] = found[(dealer_id, agent_id, name, labels_key(labels))]
-    return resolved
+    keyed = {key: (key[0], key[1], key[2], labels_key(key[3])) for key in missing}
+    agents = {key[1] for key in missing}
+    found = _ids_of_agents(connection, agents)
+    absent = [key for key, stored in keyed.items() if stored not in found]
+    if absent:
+        _insert_series(connection, [(key, keyed[key][3], missing[key]) for key in absent])
+        found = _ids_of_agents(connection, {key[1] for key in absent}) | found
+    return {key: found[stored] for key, stored in keyed.items()}
+
+
+def _insert_series(connection: Connection, rows: Sequence[tuple[SeriesKey, str, str]]) -> None:
+    """Insert (key, labels_key, unit) rows, ignoring any that exist by now."""
+    if connection.dialect.name == "postgresql":
+        columns = (
+            [key[0] for key, _, _ in rows],
+            [key[1] for key, _, _ in rows],
+            [key[2] for key, _, _ in rows],
+            [metric_type_of(key[2]) for key, _, _ in rows],
+            [unit for _, _, unit in rows],
+            [json.dumps(dict(key[3]), ensure_ascii=False) for key, _, _ in rows],
+            [text for _, text, _ in rows],
+        )
+        connection.exec_driver_sql(_POSTGRESQL_INSERT_SERIES, tuple(map(text_array, columns)))
+        return
+    connection.execute(
+        insert_ignoring_conflicts(connection, series),
+        [
+            {
+                "dealer_id": dealer_id,
+                "agent_id": agent_id,
+                "name": name,
+                "metric_type": metric_type_of(name),
+                "unit": unit,
+                "labels": dict(labels),
+                "labels_key": text,
+            }
+            for (dealer_id, agent_id, name, labels), text, unit in rows
+        ],
+    )
+
+
+# One statement for any number of series: SQLAlchemy's executemany sends the
+# rows through Python parameter processing, 30 us a series (50,000 new series
+# of 100 agents held the writer up for 4 s).
+_POSTGRESQL_INSERT_SERIES = """
+INSERT INTO series (dealer_id, agent_id, name, metric_type, unit, labels, labels_key)
+SELECT d, a, n, m, u, l::jsonb, k
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+    AS x(d, a, n, m, u, l, k)
+ON CONFLICT DO NOTHING
+"""
+
+
+def text_array(values: Sequence[str]) -> str:
+    """A PostgreSQL text[] literal: every element double-quoted, ``"`` and ``\\`` escaped.
+
+    Quoted elements keep commas, braces, spaces and the word NULL as text.
+    Callers pass text without NUL (validation refuses it; PostgreSQL could not
+    store it anyway).
+    """
+    quoted = ('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values)
+    return "{" + ",".join(quoted) + "}"
 
 
 def _ids_of_agents(
@@ -125,7 +174,8 @@ def _ids_of_agents(
     query = select(
         series.c.id, series.c.dealer_id, series.c.agent_id, series.c.name, series.c.labels_key
     ).where(series.c.agent_id.in_(sorted(agent_ids)))
+    # Unpacked by position: a group of new agents reads tens of thousands.
     return {
-        (row.dealer_id, row.agent_id, row.name, row.labels_key): row.id
-        for row in connection.execute(query)
+        (dealer_id, agent_id, name, text): series_id
+        for series_id, dealer_id, agent_id, name, text in connection.execute(query)
     }

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.store.fastpath import encode_copy_binary
+from collector.store.fastpath import array_literal, encode_copy_binary
+from collector.store.series import text_array
 
 SampleRow = tuple[int, int, float]
 
@@ -47,3 +48,34 @@ def test_postgresql_reads_back_exactly_the_packed_rows(
 
     # repr tells -0.0 from 0.0, which == does not.
     assert repr(back) == repr(rows)
+
+
+@pytest.mark.postgres
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(texts=st.lists(st.text(st.characters(exclude_characters="\x00")), max_size=20))
+def test_text_array_literals_read_back_as_the_same_strings(
+    pg_connection: psycopg.Connection[tuple[object, ...]], texts: list[str]
+) -> None:
+    row = pg_connection.execute("SELECT %s::text[]", (text_array(texts),)).fetchone()
+    assert row is not None and row[0] == texts
+
+
+@pytest.mark.postgres
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    numbers=st.lists(int8, max_size=20),
+    values=st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=20),
+)
+def test_number_array_literals_read_back_exactly(
+    pg_connection: psycopg.Connection[tuple[object, ...]], numbers: list[int], values: list[float]
+) -> None:
+    query = "SELECT %s::bigint[], %s::float8[]"
+    row = pg_connection.execute(query, (array_literal(numbers), array_literal(values))).fetchone()
+    assert row is not None
+    assert row[0] == numbers
+    # repr tells -0.0 from 0.0, which == does not.
+    assert repr(row[1]) == repr(values)
