@@ -45,9 +45,9 @@ def serving_in_thread(
             server = make_server()
             port.append(await server.start())
             control.append((asyncio.get_running_loop(), stop))
-        except BaseException as exc:
-            failure.append(exc)
-            raise
+        except Exception as exc:
+            failure.append(exc)  # raised in the caller; the thread ends quietly
+            return
         finally:
             ready.set()
         try:
@@ -58,7 +58,8 @@ def serving_in_thread(
     thread = threading.Thread(target=asyncio.run, args=(serve(),), name=name, daemon=True)
     thread.start()
     if not ready.wait(timeout_s) or failure:
-        raise RuntimeError(f"{name} did not start: {failure[0] if failure else 'timed out'}")
+        cause = failure[0] if failure else None
+        raise RuntimeError(f"{name} did not start: {cause or 'timed out'}") from cause
     try:
         yield port[0]
     finally:
