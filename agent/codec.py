@@ -30,6 +30,7 @@ from dealerpulse.v1 import ingest_pb2 as pb
 logger = logging.getLogger(__name__)
 
 _Item = TypeVar("_Item")
+_INVALID_ARGUMENT = 3  # gRPC status code number
 _Reply = TypeVar("_Reply", pb.Ack, pb.HelloResponse)
 
 HELLO_METHOD = "/dealerpulse.v1.Ingest/Hello"
@@ -55,6 +56,17 @@ class Ack:
     message: str = ""
     retry_after_ms: int = 0
     samples_stored: int = 0
+
+    @property
+    def is_seq_conflict(self) -> bool:
+        """The collector already committed this (agent_id, seq) with other bytes."""
+        # The collector's conflict rejection: INVALID_ARGUMENT on field "seq". The
+        # only other "seq" rejection (seq < 1) cannot happen: spool seqs start at 1.
+        return (
+            self.status is AckStatus.REJECTED
+            and self.code == _INVALID_ARGUMENT
+            and self.field == "seq"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +222,56 @@ def _counters(counters: AgentCounters) -> pb.AgentCounters:
 
 
 # ---- hello and acks
+
+
+def has_sample_columns(payload: bytes) -> bool:
+    """Whether an encoded batch carries its samples (some of them) as columns."""
+    return _parse_batch(payload).HasField("sample_columns")
+
+
+def rows_form(payload: bytes) -> bytes:
+    """The encoded batch with its columns turned into rows, for a collector that
+    reads rows only; the payload itself when it has no columns.
+
+    A pure function of the payload (deterministic encoding), so the rows form
+    of a batch is the same bytes at every resend. Row samples keep their place
+    ahead of the columns' samples, the order the collector decodes them in.
+    """
+    message = _parse_batch(payload)
+    if not message.HasField("sample_columns"):
+        return payload
+    columns = message.sample_columns
+    try:
+        label_sets = [dict(entry.labels) for entry in columns.label_sets]
+        points = zip(
+            columns.name_index,
+            columns.unit_index,
+            columns.labels_index,
+            columns.values,
+            columns.time_unix_ms,
+            strict=True,
+        )
+        for name, unit, labels, value, time_ms in points:
+            message.samples.add(
+                name=columns.names[name],
+                unit=columns.units[unit],
+                value=value,
+                time_unix_ms=time_ms,
+                labels=label_sets[labels],
+            )
+    except (IndexError, ValueError) as exc:
+        raise CodecError(f"a spooled batch has inconsistent sample_columns: {exc}") from None
+    message.ClearField("sample_columns")
+    return message.SerializeToString(deterministic=True)
+
+
+def _parse_batch(payload: bytes) -> pb.Batch:
+    message = pb.Batch()
+    try:
+        message.ParseFromString(payload)
+    except DecodeError as exc:  # only a corrupted spool row gets here
+        raise CodecError(f"a spooled batch is undecodable ({len(payload)} bytes)") from exc
+    return message
 
 
 def encode_hello(hello: Hello) -> bytes:

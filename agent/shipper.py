@@ -16,6 +16,20 @@ exponential backoff that gives way to the server's hint (a RETRY ack, the
 ``retry-after-ms`` trailing metadata), and resends everything not acked.
 A refused token is logged plainly and retried slowly. ``stop()`` gives what
 is in flight a bounded time to be acked and cuts any backoff short.
+
+Sample form (rows or ``sample_columns``), the rule: a batch's form is chosen
+once, when the spool encodes it, from the last Hello reply's
+``accepts_sample_columns``, and its stored bytes never change. They go out
+as stored, except that a columns batch goes to a rows-only collector (an
+older one would silently store none of its samples) in its rows form, which
+is a pure function of the stored bytes. So a batch has at most two
+encodings, each byte-identical at every resend. The spool notes which went
+out (before each write, across restarts); when a collector answers "seq
+already stored with different content" for a batch that went out in both,
+the other encoding was committed (by a collector of the other kind sharing
+the store): that counts as a DUPLICATE. Any other conflict (a seq truly
+reused, e.g. a spool re-created under a configured agent id) stays a
+rejection, counted and reported as a gap.
 """
 
 from __future__ import annotations
@@ -31,7 +45,7 @@ import grpc
 import grpc.aio
 
 from agent.backoff import BackoffPolicy
-from agent.codec import Ack, AckStatus, Hello
+from agent.codec import Ack, AckStatus, Hello, rows_form
 from agent.connection import (
     AckStream,
     Endpoint,
@@ -41,8 +55,8 @@ from agent.connection import (
     retry_hint_s,
     say_hello,
 )
-from agent.errors import AgentError, ShipperError
-from agent.spool import SpooledBatch, SqliteSpool
+from agent.errors import AgentError, CodecError, ShipperError, SpoolError
+from agent.spool import SENT_AS_ROWS_OF_COLUMNS, SENT_AS_STORED, SpooledBatch, SqliteSpool
 from dealerpulse import __version__
 from dealerpulse.clock import sleep_until_event
 from dealerpulse.tokens import parse_token, redact
@@ -191,7 +205,10 @@ class Shipper:
                 channel, self.endpoint.token, self._hello(), self.settings.hello_timeout_s
             )
             self._learn_dealer(reply.dealer_id, reply.last_committed_seq)
-            session = _Session(self, open_stream(channel, self.endpoint.token))
+            self.spool.use_sample_columns(reply.accepts_sample_columns)
+            session = _Session(
+                self, open_stream(channel, self.endpoint.token), reply.accepts_sample_columns
+            )
             self._session = session
             self._settled.clear()
             try:
@@ -248,8 +265,9 @@ class Shipper:
 class _Session:
     """One Ingest.Stream: a sender and a receiver sharing the in-flight window."""
 
-    def __init__(self, shipper: Shipper, stream: AckStream) -> None:
+    def __init__(self, shipper: Shipper, stream: AckStream, accepts_columns: bool) -> None:
         self.shipper = shipper
+        self.accepts_columns = accepts_columns
         self.spool = shipper.spool
         self.settings = shipper.settings
         self.stream = stream
@@ -334,12 +352,40 @@ class _Session:
         return not self.spool.pending(after_seq=self.cursor, limit=1)
 
     async def _send(self, batch: SpooledBatch) -> None:
-        self.in_flight[batch.seq] = (len(batch.payload), self._loop.time())
-        self.in_flight_bytes += len(batch.payload)
+        payload = self._wire_form(batch)
+        self._note_sent(batch.seq, converted=payload is not batch.payload)
+        self.in_flight[batch.seq] = (len(payload), self._loop.time())
+        self.in_flight_bytes += len(payload)
         self.cursor = batch.seq if self.cursor is None else max(self.cursor, batch.seq)
-        await self.stream.write(batch.payload)
+        await self.stream.write(payload)
+
+    def _note_sent(self, seq: int, *, converted: bool) -> None:
+        try:
+            self.spool.note_sent(seq, SENT_AS_ROWS_OF_COLUMNS if converted else SENT_AS_STORED)
+        except SpoolError as exc:
+            # A full disk must not stop the acks that free it. Without the note,
+            # a form conflict on this batch is counted as a rejection: a false
+            # loss in the counters, never a loss that goes unreported.
+            logger.warning("spool: cannot note how seq %s was sent: %s", seq, exc)
+
+    def _wire_form(self, batch: SpooledBatch) -> bytes:
+        """The stored bytes, or their rows form for a collector that reads rows only."""
+        if self.accepts_columns:
+            return batch.payload
+        try:
+            return rows_form(batch.payload)
+        except CodecError as exc:
+            # A corrupted spool row: send it as it is, the collector rejects it
+            # and the spool counts the loss, rather than wedging the stream.
+            logger.error("spooled batch seq %s: %s", batch.seq, exc)
+            return batch.payload
 
     # ---- receiving
+
+    def _has_two_forms(self, seq: int) -> bool:
+        """Whether the batch went out both as stored (columns) and in its rows form."""
+        both = SENT_AS_STORED | SENT_AS_ROWS_OF_COLUMNS
+        return self.spool.sent_forms(seq) & both == both
 
     async def _receive_loop(self) -> None:
         # The pending read survives the deadline checks: cancelling a read
@@ -375,6 +421,12 @@ class _Session:
         sent = self.in_flight.pop(ack.seq, None)
         if sent is not None:
             self.in_flight_bytes -= sent[0]
+        if ack.is_seq_conflict and self._has_two_forms(ack.seq):
+            logger.info(
+                "collector has seq %s in its other sample form already; counted as duplicate",
+                ack.seq,
+            )
+            ack = Ack(ack.seq, AckStatus.DUPLICATE)
         if ack.status in (AckStatus.STORED, AckStatus.DUPLICATE):
             self.spool.ack(ack.seq)
             self.progressed = True

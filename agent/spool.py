@@ -5,11 +5,17 @@ What it guarantees:
 - seq numbers are assigned here, persisted in the same transaction as the
   batch, and never reused, also across restarts;
 - the encoded bytes are stored, so a resend is byte-identical;
+- the sample form (rows or columns) is chosen when a batch is encoded, from
+  the last collector's Hello (remembered across restarts, rows until a
+  collector has said it reads columns), and is part of the stored bytes;
 - it is bounded in bytes: when full it drops the OLDEST batches, and every
   drop is counted (by reason) and recorded as a gap that rides in the next
   batch built; a gap whose carrier is itself dropped goes back to pending;
 - a gap is a run of consecutive seqs that were ALL lost (batches equals
   last_seq - first_seq + 1); consecutive losses of one reason merge into one;
+- an append the disk refuses (full disk) stores nothing, not even its seq:
+  the next append that succeeds gives each refused batch a seq and records
+  them as a 'disk_full' gap, so that loss is counted and reported too;
 - conservation: generated = stored (acked) + pending + dropped, where a
   "sample" is one Sample or one EndpointStat.
 
@@ -49,6 +55,11 @@ DISK_FULL = "disk_full"
 # eviction adds to the rebuilt batch does not force a second round.
 _EVICTION_SLACK_BYTES = 4096
 _MAX_BUILD_ROUNDS = 8
+# sent_forms bits: which encodings of a batch have gone out (agent/shipper.py).
+SENT_AS_STORED = 1
+SENT_AS_ROWS_OF_COLUMNS = 2
+# meta key: "1" when new batches carry their samples as columns.
+_COLUMNS_KEY = "sample_columns"
 # SQLite page cache per spool connection, in KiB (see _connect).
 _CACHE_KIB = 512
 
@@ -76,6 +87,7 @@ CREATE TABLE IF NOT EXISTS gaps (
     carried_by INTEGER
 );
 CREATE INDEX IF NOT EXISTS gaps_carried_by ON gaps (carried_by);
+CREATE TABLE IF NOT EXISTS sent_forms (seq INTEGER PRIMARY KEY, forms INTEGER NOT NULL);
 """
 
 
@@ -117,6 +129,32 @@ class _Row:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """Appends the disk refused since the last one that succeeded (kept in memory only)."""
+
+    batches: int
+    samples: int
+    from_ms: int
+    to_ms: int
+
+    def plus(self, other: _Refused | None) -> _Refused:
+        if other is None:
+            return self
+        return _Refused(
+            self.batches + other.batches,
+            self.samples + other.samples,
+            min(self.from_ms, other.from_ms),
+            max(self.to_ms, other.to_ms),
+        )
+
+    def gap(self, first_seq: int) -> Gap:
+        last_seq = first_seq + self.batches - 1
+        return Gap(
+            first_seq, last_seq, self.from_ms, self.to_ms, self.batches, self.samples, DISK_FULL
+        )
+
+
 class SqliteSpool:
     """Unacknowledged batches on disk; see the module docstring for the guarantees."""
 
@@ -143,10 +181,11 @@ class SqliteSpool:
         self._boot_id = boot_id or os.urandom(16).hex()
         self._agent_version = agent_version
         self._db = _connect(self.path)
-        # Samples of appends the disk refused, counted in the next write that succeeds.
-        self._unrecorded_losses = 0
+        # Recorded (counted, and as a gap) by the next append that succeeds.
+        self._refused: _Refused | None = None
         try:
             self.agent_id = self._init_schema(agent_id)
+            self._columnar = self._meta(_COLUMNS_KEY) == "1"
             self._bytes, self._batches, self._samples = self._load_totals()
         except BaseException:
             self._db.close()
@@ -176,20 +215,70 @@ class SqliteSpool:
     def boot_id(self) -> str:
         return self._boot_id
 
+    def limit_pages(self, max_pages: int) -> None:
+        """Cap the database at max_pages SQLite pages for this connection.
+
+        A write beyond the cap fails with SQLITE_FULL, the very error of a full
+        disk: the test seam that fills "the disk" without privileges. SQLite
+        keeps the cap at no less than the file's current size.
+        """
+        self._db.execute(f"PRAGMA max_page_count = {int(max_pages)}")
+
+    @property
+    def sample_columns(self) -> bool:
+        return self._columnar
+
+    def use_sample_columns(self, accepted: bool) -> None:
+        """Encode the samples of batches appended from now on as columns, or not.
+
+        The shipper calls this with what each collector's Hello reply says.
+        Stored batches keep the form they were encoded in (their bytes never
+        change); the shipper turns columns into rows for a rows-only collector.
+        Persisted, so batches built after a restart, before any connection,
+        take the form the collector last asked for.
+        """
+        if accepted == self._columnar:
+            return
+        self._columnar = accepted
+        logger.info("spool %s: new batches carry samples as %s", self.path, _form(accepted))
+        # Not fsynced, and a failure (a full disk) is only logged: a lost flag only
+        # means batches in the other form after a restart, which every collector
+        # reads (rows) or the shipper converts (columns).
+        try:
+            with self._transaction(durable=False):
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                    (_COLUMNS_KEY, "1" if accepted else "0"),
+                )
+        except SpoolError as exc:
+            logger.warning("spool %s: cannot remember the sample form: %s", self.path, exc)
+
     # ---- the operations
 
     def append(self, samples: Sequence[Sample], endpoints: Sequence[EndpointStat] = ()) -> int:
         """Build, encode and store one batch with its counters, atomically; returns its seq."""
         count = len(samples) + len(endpoints)
-        carried = self._unrecorded_losses
         try:
-            seq = self._append(samples, endpoints, count, carried)
+            seq = self._append(samples, endpoints, count, self._refused)
         except SpoolError:
-            # A full disk: nothing of the batch was written. Count it as soon as
+            # A full disk: nothing of the batch was written. Record it as soon as
             # a write succeeds, so the loss is visible, never silent.
-            self._unrecorded_losses += count
+            from_ms, to_ms = _time_range(samples, endpoints, unix_ms(self._clock))
+            self._refused = _Refused(1, count, from_ms, to_ms).plus(self._refused)
             raise
-        self._unrecorded_losses -= carried
+        if self._refused is not None:
+            # Logged only now: the transaction that records them could have failed too.
+            logger.warning(
+                "spool %s: %s samples in %s batches the disk refused are recorded as a %s gap "
+                "(seq %s..%s)",
+                self.path,
+                self._refused.samples,
+                self._refused.batches,
+                DISK_FULL,
+                seq - self._refused.batches,
+                seq - 1,
+            )
+            self._refused = None
         return seq
 
     def _append(
@@ -197,19 +286,19 @@ class SqliteSpool:
         samples: Sequence[Sample],
         endpoints: Sequence[EndpointStat],
         count: int,
-        earlier_losses: int,
+        refused: _Refused | None,
     ) -> int:
         created_ms = unix_ms(self._clock)
         from_ms, to_ms = _time_range(samples, endpoints, created_ms)
         with self._transaction(durable=True):
+            if refused is not None:
+                self._record_refused(refused)
             seq = self._take_seq()
             self._bump("generated", count)
-            if earlier_losses:
-                self._bump("generated", earlier_losses)
-                self._bump("dropped." + DISK_FULL, earlier_losses)
             for _ in range(_MAX_BUILD_ROUNDS):
                 gaps = self._pending_gaps()
-                payload = encode_batch(self._batch(seq, created_ms, samples, endpoints, gaps))
+                batch = self._batch(seq, created_ms, samples, endpoints, gaps)
+                payload = encode_batch(batch, columnar=self._columnar)
                 size = len(payload) + ROW_OVERHEAD_BYTES
                 if size > self.max_bytes:
                     self._drop_new(_Row(seq, from_ms, to_ms, count, size), TOO_LARGE)
@@ -278,6 +367,27 @@ class SqliteSpool:
             self._drop_rows([row], reason)
         return True
 
+    def note_sent(self, seq: int, form: int) -> None:
+        """Record that the batch goes out in ``form`` (a SENT_AS_* bit), before it is written.
+
+        Lets the shipper tell a batch that went out in both of its encodings
+        (see :meth:`sent_forms`) from a seq truly reused; it must survive a
+        restart, as an ack lost with the connection can.
+        """
+        # Not fsynced: a lost note turns a later form conflict into a counted
+        # rejection, never into a loss that goes unreported.
+        with self._transaction(durable=False):
+            self._db.execute(
+                "INSERT INTO sent_forms VALUES (?, ?) "
+                "ON CONFLICT (seq) DO UPDATE SET forms = forms | excluded.forms",
+                (seq, form),
+            )
+
+    def sent_forms(self, seq: int) -> int:
+        """The SENT_AS_* bits of the forms the batch went out in (0: none recorded)."""
+        row = self._db.execute("SELECT forms FROM sent_forms WHERE seq = ?", (seq,)).fetchone()
+        return 0 if row is None else int(row[0])
+
     def stats(self) -> SpoolStats:
         counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
         dropped = {
@@ -332,10 +442,11 @@ class SqliteSpool:
         ).fetchall()
         return tuple(Gap(*row) for row in rows)
 
-    def _take_seq(self) -> int:
+    def _take_seq(self, count: int = 1) -> int:
+        """Reserve count consecutive seqs; the first of them."""
         (value,) = self._db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
         seq = int(value)
-        self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (str(seq + 1),))
+        self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (str(seq + count),))
         return seq
 
     # ---- dropping
@@ -372,13 +483,19 @@ class SqliteSpool:
     def _drop_rows(self, rows: Sequence[_Row], reason: str) -> None:
         self._bump("dropped." + reason, sum(row.samples for row in rows))
         for run in _contiguous_runs(rows):
-            self._record_gap(run, reason)
+            self._record_gap(_gap_of(run, reason))
 
-    def _record_gap(self, run: Sequence[_Row], reason: str) -> None:
+    def _record_refused(self, refused: _Refused) -> None:
+        """The refused appends get the seqs they would have had, before this append's."""
+        first = self._take_seq(refused.batches)
+        self._bump("generated", refused.samples)
+        self._bump("dropped." + DISK_FULL, refused.samples)
+        self._record_gap(refused.gap(first))
+
+    def _record_gap(self, gap: Gap) -> None:
         """Record lost seqs first..last (all of them lost: a gap has no holes)."""
-        first, last = run[0].seq, run[-1].seq
-        from_ms, to_ms = min(r.from_ms for r in run), max(r.to_ms for r in run)
-        samples = sum(r.samples for r in run)
+        first, last, reason = gap.first_seq, gap.last_seq, gap.reason
+        from_ms, to_ms, samples = gap.from_ms, gap.to_ms, gap.samples
         # Extend a pending gap that ends right before this one, so a long
         # outage yields one gap rather than one per interval.
         previous = self._db.execute(
@@ -389,13 +506,13 @@ class SqliteSpool:
             self._db.execute(
                 "UPDATE gaps SET last_seq = ?, from_ms = MIN(from_ms, ?), to_ms = MAX(to_ms, ?), "
                 "batches = batches + ?, samples = samples + ? WHERE id = ?",
-                (last, from_ms, to_ms, len(run), samples, previous[0]),
+                (last, from_ms, to_ms, gap.batches, samples, previous[0]),
             )
         else:
             self._db.execute(
                 "INSERT INTO gaps (first_seq, last_seq, from_ms, to_ms, batches, samples, reason) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (first, last, from_ms, to_ms, len(run), samples, reason),
+                (first, last, from_ms, to_ms, gap.batches, samples, reason),
             )
 
     def _remove(self, seq: int) -> _Row | None:
@@ -407,6 +524,7 @@ class SqliteSpool:
             return None
         row = _Row(*found)
         self._db.execute("DELETE FROM batches WHERE seq = ?", (seq,))
+        self._db.execute("DELETE FROM sent_forms WHERE seq = ?", (seq,))
         self._db.execute("UPDATE gaps SET carried_by = NULL WHERE carried_by = ?", (seq,))
         self._bytes -= row.size
         self._batches -= 1
@@ -458,7 +576,10 @@ class SqliteSpool:
         return stored
 
     def _stored_agent_id(self) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'agent_id'").fetchone()
+        return self._meta("agent_id")
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def _create_tables(self) -> None:
@@ -502,6 +623,19 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+def _gap_of(run: Sequence[_Row], reason: str) -> Gap:
+    """The gap of a run of consecutive lost rows."""
+    return Gap(
+        first_seq=run[0].seq,
+        last_seq=run[-1].seq,
+        from_ms=min(r.from_ms for r in run),
+        to_ms=max(r.to_ms for r in run),
+        batches=len(run),
+        samples=sum(r.samples for r in run),
+        reason=reason,
+    )
+
+
 def _contiguous_runs(rows: Sequence[_Row]) -> list[list[_Row]]:
     runs: list[list[_Row]] = []
     for row in sorted(rows, key=lambda r: r.seq):
@@ -520,8 +654,18 @@ def _time_range(
     return (min(times), max(times)) if times else (default_ms, default_ms)
 
 
-def _new_agent_id() -> str:
-    # uuid (and the platform module it loads) is needed once per spool, not per run.
-    import uuid
+def _form(columnar: bool) -> str:
+    return "columns" if columnar else "rows"
 
-    return str(uuid.uuid4())
+
+def _new_agent_id() -> str:
+    """A random (version 4) UUID in its usual text form.
+
+    Made here from os.urandom rather than by uuid.uuid4(): the uuid module
+    loads platform and _uuid (0.15 MiB) into the agent for this one call.
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"

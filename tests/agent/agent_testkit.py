@@ -159,9 +159,13 @@ class ScriptedCollector:
         self.changes = changes
         self.token = token
         self.dealer_id = DEALER
+        # What the Hello reply says; False plays an older, rows-only collector.
+        self.accepts_sample_columns = False
         self.refuse_code: grpc.StatusCode | None = None
         self.reject: set[int] = set()
         self.duplicate: set[int] = set()
+        # Answered as the collector answers a seq stored before with other content.
+        self.conflict: set[int] = set()
         # seq -> retry_after_ms, answered RETRY once per entry.
         self.retry_once: dict[int, int] = {}
         self.stream_failures: list[StreamFailure] = []
@@ -204,6 +208,7 @@ class ScriptedCollector:
             dealer_name="Acme Motors",
             last_committed_seq=max(self.stored(), default=0),
             server_time_unix_ms=int(time.time() * 1000),
+            accepts_sample_columns=self.accepts_sample_columns,
         )
 
     async def stream(
@@ -269,9 +274,12 @@ class ScriptedCollector:
             return pb.Ack(
                 seq=seq, status=pb.Ack.REJECTED, code=3, field="samples[0].value", message="NaN"
             )
+        if seq in self.conflict:
+            return pb.Ack(seq=seq, status=pb.Ack.REJECTED, code=3, field="seq", message="conflict")
         if seq in self.stored() or seq in self.duplicate:
             return pb.Ack(seq=seq, status=pb.Ack.DUPLICATE)
-        return pb.Ack(seq=seq, status=pb.Ack.STORED, samples_stored=len(batch.samples))
+        in_columns = len(batch.sample_columns.values)
+        return pb.Ack(seq=seq, status=pb.Ack.STORED, samples_stored=len(batch.samples) + in_columns)
 
     async def _authorize(
         self, metadata: dict[str, str], context: grpc.aio.ServicerContext[Any, Any]

@@ -103,6 +103,38 @@ def test_batch_round_trips_through_the_generated_class(batch: MetricBatch) -> No
     assert _as_model(decoded) == batch
 
 
+def _one_entry_maps(batch: MetricBatch) -> MetricBatch:
+    return dataclasses.replace(
+        batch,
+        samples=tuple(s._replace(labels=s.labels[:1]) for s in batch.samples),
+        endpoints=tuple(
+            dataclasses.replace(e, status_counts=e.status_counts[:1]) for e in batch.endpoints
+        ),
+        counters=dataclasses.replace(
+            batch.counters, dropped_samples=batch.counters.dropped_samples[:1]
+        ),
+    )
+
+
+@given(batches, st.booleans())
+def test_bytes_are_the_generated_classes_deterministic_serialization(
+    batch: MetricBatch, columnar: bool
+) -> None:
+    # The spool stores these bytes and resends them: they must be the canonical
+    # (deterministic) encoding, in both sample forms, so that a resend hashes
+    # the same at the collector.
+    batch = _one_entry_maps(batch)
+    ours = encode_batch(batch, columnar=columnar)
+    assert pb.Batch.FromString(ours).SerializeToString(deterministic=True) == ours
+
+
+@given(batches)
+def test_columns_carry_the_same_samples_as_rows(batch: MetricBatch) -> None:
+    decoded = pb.Batch.FromString(encode_batch(batch, columnar=True))
+    assert _as_model(decoded) == batch
+    assert not decoded.samples and decoded.HasField("sample_columns") == bool(batch.samples)
+
+
 @given(batches)
 def test_encoding_is_deterministic(batch: MetricBatch) -> None:
     assert encode_batch(batch) == encode_batch(batch)
@@ -150,6 +182,34 @@ def test_unknown_ack_status_is_kept_as_unspecified_not_an_error() -> None:
     # Field 2 (status) as varint 9: a status this agent does not know.
     data = data.replace(b"\x10\x01", b"\x10\x09")
     assert decode_ack(data).status is AckStatus.UNSPECIFIED
+
+
+@given(
+    st.builds(
+        pb.Ack,
+        seq=uint64,
+        status=st.integers(0, 6),
+        code=st.integers(-(2**31), 2**31 - 1),
+        field=text,
+        message=text,
+        retry_after_ms=int64,
+        samples_stored=uint64,
+    )
+)
+def test_any_ack_decodes_as_the_generated_class_reads_it(message: pb.Ack) -> None:
+    ack = decode_ack(message.SerializeToString() + b"\xa0\x06\x01")  # + unknown field 100
+    status = message.status if message.status <= 4 else 0
+    assert (ack.seq, ack.status.value, ack.code, ack.field, ack.message) == (
+        message.seq,
+        status,
+        message.code,
+        message.field,
+        message.message,
+    )
+    assert (ack.retry_after_ms, ack.samples_stored) == (
+        max(0, message.retry_after_ms),
+        message.samples_stored,
+    )
 
 
 def test_garbage_reply_raises_codec_error() -> None:
