@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import Response
 
+from collector.abc import UnknownDealer
 from collector.alerting import manage
 from collector.alerting.manage import AlertFilter
 from collector.ingest.auth import DealerDirectory
@@ -73,10 +74,15 @@ class Api:
 
     async def _one_dealer(self, caller: Principal, request: Request) -> str:
         """The single dealer a request is about: a dealer token's own, or the admin's dealerId."""
+        dealer_id = self._one_dealer_id(caller, request)
+        await self._known(dealer_id)
+        return dealer_id
+
+    def _one_dealer_id(self, caller: Principal, request: Request) -> str:
+        """:meth:`_one_dealer` without checking that the dealer exists."""
         dealer_id = scope_of(caller, dealer_param(request.query_params))
         if dealer_id is None:
             raise InvalidArgument("dealerId: required with an admin token")
-        await self._known(dealer_id)
         return dealer_id
 
     async def _known(self, dealer_id: str) -> None:
@@ -87,14 +93,25 @@ class Api:
     # ---- analytics
 
     async def performance_monitoring(self, request: Request, caller: Principal) -> Response:
-        dealer_id = await self._one_dealer(caller, request)
         # A fresh answer in memory is served here, without a hop to a worker thread
         # (ReporterCore offers it; other Reporters need not).
         at_hand = getattr(self._reporter, "realtime_if_ready", None)
-        realtime: Realtime | None = at_hand(dealer_id) if at_hand is not None else None
-        if realtime is None:
+        if at_hand is None:
+            dealer_id = await self._one_dealer(caller, request)
             realtime = await self._run(self._reporter.realtime, dealer_id)
+        else:
+            dealer_id = self._one_dealer_id(caller, request)
+            realtime = at_hand(dealer_id) or await self._checked_realtime(dealer_id)
         return Response(self._realtime_body(dealer_id, realtime), media_type="application/json")
+
+    async def _checked_realtime(self, dealer_id: str) -> Realtime:
+        """ReporterCore's answer, which tells an unknown dealer itself: its read finds the
+        dealer in the query that reads its agents, so a cold request costs no separate
+        look-up (a thread hop and a query) before it."""
+        try:
+            return await self._run(self._reporter.realtime, dealer_id)
+        except UnknownDealer:
+            raise NotFoundError(f"dealerId: no dealer {dealer_id!r}") from None
 
     def _realtime_body(self, dealer_id: str, realtime: Realtime) -> bytes:
         remembered = self._realtime_bodies.get(dealer_id)

@@ -9,6 +9,12 @@ rows come back with only the columns health needs, straight into
 :data:`collector.health.HealthRow` tuples, and every query of the call shares
 one connection (and so one snapshot).
 
+Fewer round trips too (each costs ~0.3 ms of CPU in SQLAlchemy and the
+driver, a tenth of a call that reads no rows): the dealer's existence and its
+agents' first contact come in one query, and the liveness samples in one join
+instead of series first and their points after. The cyclic garbage collector
+is paused during the read, as for analytics (a few collections a call otherwise).
+
 The answer is the one :func:`~collector.health.dealer_health` gives:
 tests/reporter_rpc/test_realtime_read.py compares them on both backends.
 """
@@ -23,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from collector.abc import LatestSample
+from collector.abc import LatestSample, StoredSample
 from collector.health import (
     LATEST_METRICS,
     LIVENESS_METRIC,
@@ -32,14 +38,15 @@ from collector.health import (
     HealthThresholds,
     health_of_rows,
     monitoring_began,
-    one_agent_liveness,
 )
 from collector.store import reads
-from collector.store.schema import agents, api_performance, dealers
+from collector.store.schema import agents, api_performance, dealers, samples, series
+from collector.store.series import labels_from_json
 from collector.store.sketch import sketch_from_json
-from dealerpulse.clock import to_unix_ms
-from dealerpulse.model import LatencySketch
+from dealerpulse.clock import from_unix_ms, to_unix_ms
+from dealerpulse.model import Labels, LatencySketch
 from reporter.queries.fetch import fetch_all
+from reporter.queries.window import gc_paused
 
 logger = logging.getLogger(__name__)
 
@@ -77,17 +84,26 @@ def read_realtime(
     latest_names: Sequence[str],
 ) -> RealtimeRead | None:
     """Health over [start, end) and the newest ``latest_names`` samples; None: no such dealer."""
-    with engine.connect() as connection:
-        if not _dealer_exists(connection, dealer_id):
-            return None
-        rows = health_rows(connection, dealer_id, start, end)
-        liveness = one_agent_liveness(
-            reads.query_samples(connection, dealer_id, LIVENESS_METRIC, start, end, None)
-        )
-        latest = reads.latest_samples(connection, dealer_id, [*LATEST_METRICS, *latest_names])
-        first_seen = list(
-            connection.scalars(select(agents.c.first_seen).where(agents.c.dealer_id == dealer_id))
-        )
+    # As for analytics: the ~300 rows' sketches allocate enough containers to run
+    # the cyclic collector a few times a call, over every object of the process.
+    with engine.connect() as connection, gc_paused():
+        return _read_realtime_on(connection, dealer_id, start, end, thresholds, latest_names)
+
+
+def _read_realtime_on(
+    connection: Connection,
+    dealer_id: str,
+    start: datetime,
+    end: datetime,
+    thresholds: HealthThresholds | None,
+    latest_names: Sequence[str],
+) -> RealtimeRead | None:
+    first_seen = agents_first_seen(connection, dealer_id)
+    if first_seen is None:
+        return None
+    rows = health_rows(connection, dealer_id, start, end)
+    liveness = host_liveness(connection, dealer_id, start, end)
+    latest = reads.latest_samples(connection, dealer_id, [*LATEST_METRICS, *latest_names])
     health = health_of_rows(
         dealer_id,
         start,
@@ -162,6 +178,55 @@ def _latency_of(document: Any) -> LatencySketch | None:
         return None
 
 
-def _dealer_exists(connection: Connection, dealer_id: str) -> bool:
-    found = connection.scalar(select(dealers.c.dealer_id).where(dealers.c.dealer_id == dealer_id))
-    return found is not None
+def agents_first_seen(connection: Connection, dealer_id: str) -> list[datetime] | None:
+    """When each of the dealer's agents first reported; None when there is no such dealer."""
+    query = (
+        select(agents.c.first_seen)
+        .select_from(dealers)
+        .outerjoin(agents, agents.c.dealer_id == dealers.c.dealer_id)
+        .where(dealers.c.dealer_id == dealer_id)
+    )
+    found = list(connection.scalars(query))
+    if not found:
+        return None
+    # A dealer without agents comes back as one row of NULL (the outer join).
+    return [seen for seen in found if seen is not None]
+
+
+def host_liveness(
+    connection: Connection, dealer_id: str, start: datetime, end: datetime
+) -> list[StoredSample]:
+    """The dealer's whole-host liveness samples in [start, end): what
+    ``one_agent_liveness(query_samples(..., LIVENESS_METRIC, ...))`` gives, in the
+    same order (time, series, id), from one join instead of two queries."""
+    query = (
+        select(
+            samples.c.series_id, samples.c.time_ms, samples.c.value, series.c.labels, series.c.unit
+        )
+        .join(series, series.c.id == samples.c.series_id)
+        .where(
+            series.c.dealer_id == dealer_id,
+            series.c.name == LIVENESS_METRIC,
+            samples.c.time_ms >= to_unix_ms(start),
+            samples.c.time_ms < to_unix_ms(end),
+        )
+        .order_by(samples.c.time_ms, samples.c.series_id, samples.c.id)
+    )
+    # A series' labels repeat on every row of it: each series' are converted once.
+    labels_of: dict[int, Labels] = {}
+    liveness = []
+    for series_id, time_ms, value, labels_json, unit in connection.execute(query):
+        labels = labels_of.get(series_id)
+        if labels is None:
+            labels = labels_of[series_id] = labels_from_json(labels_json)
+        if not labels:  # per-core CPU carries a label: not the host's liveness
+            liveness.append(
+                StoredSample(
+                    name=LIVENESS_METRIC,
+                    labels=labels,
+                    unit=unit,
+                    value=value,
+                    time=from_unix_ms(time_ms),
+                )
+            )
+    return liveness

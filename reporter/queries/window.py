@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -99,15 +100,45 @@ def ratio(top: Floats, bottom: Floats, present: npt.NDArray[np.bool_]) -> list[f
     return result
 
 
+class _GcPause:
+    """The collector is off while any thread is inside :func:`gc_paused`.
+
+    Counted under a lock: with a plain "disable, and enable again if it was
+    enabled", two threads interleaving (one reading "disabled" while the other
+    is inside, the other enabling before the first disables) leave it off for
+    good, and answers are computed on several worker threads at once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._was_enabled = False
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._inside == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._inside += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._inside -= 1
+            if self._inside == 0 and self._was_enabled:
+                gc.enable()
+
+
+_GC_PAUSE = _GcPause()
+
+
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """No cyclic garbage collection inside: an answer allocates ~35k points, which
     would run it dozens of times over every object of the process (~30 % of a
-    month's query) to find no cycles. Reference counting still frees as usual."""
-    was_enabled = gc.isenabled()
-    gc.disable()
+    month's query) to find no cycles. Reference counting still frees as usual.
+    Thread-safe: the collector is on again once no thread is inside."""
+    _GC_PAUSE.enter()
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        _GC_PAUSE.leave()

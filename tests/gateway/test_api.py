@@ -86,7 +86,11 @@ def test_a_dealer_token_sees_its_own_dealer_by_default(api: Client, tokens: Toke
 
 
 def test_unknown_dealer_and_missing_dealer(api: Client) -> None:
-    assert api.get(f"{MONITORING}?dealerId=nobody").status == 404
+    unknown = api.get(f"{MONITORING}?dealerId=nobody")
+    assert unknown.status == 404
+    # Told by the real-time read itself (no separate look-up), in the same words.
+    assert unknown.error_code == "not_found"
+    assert unknown.json["error"]["message"] == "dealerId: no dealer 'nobody'"
     missing = api.get(MONITORING)
     assert missing.status == 400
     assert "dealerId" in missing.json["error"]["message"]

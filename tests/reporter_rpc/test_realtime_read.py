@@ -171,3 +171,36 @@ def test_a_corrupt_stored_sketch_leaves_the_row_counted(store: SQLAlchemyMetricS
     orders = next(e for e in read.health.endpoints if e.route == "/orders")
     assert orders.requests > 0 and orders.p95_ms is None
     assert read.health.p95_ms is not None  # the other endpoints' sketches still merge
+
+
+def test_agent_uptime_counts_the_whole_host_cpu_series_only(store: SQLAlchemyMetricStore) -> None:
+    add_dealers(store)
+    batches = []
+    # A whole-host CPU sample every 20 s, and a per-core one (a labelled cpu.percent
+    # series) 5 s after each: counted as liveness, it would halve the median spacing.
+    for seq, step in enumerate(range(0, 30, 2), start=1):
+        at = START + timedelta(seconds=10 * step)
+        samples = (
+            sample("cpu.percent", 30.0, at),
+            sample("cpu.percent", 99.0, at + timedelta(seconds=5), core="0"),
+            sample("memory.percent", 50.0, at),
+        )
+        batches.append(_batch(ZENITH, "dms-1", seq, (), samples))
+    store.write_batches(batches, NOW)
+
+    read = read_realtime(store.engine, ZENITH, START, NOW, THRESHOLDS, SNAPSHOT_METRICS)
+
+    assert read is not None
+    expected = dealer_health(store, ZENITH, START, NOW, THRESHOLDS)
+    assert read.health == expected
+    assert expected.uptime_source == "agent" and expected.uptime_percent is not None
+
+
+def test_a_dealer_without_agents_exists_and_has_no_figures(store: SQLAlchemyMetricStore) -> None:
+    add_dealers(store)  # registered, nothing sent yet
+
+    read = read_realtime(store.engine, ACME, START, NOW, THRESHOLDS, SNAPSHOT_METRICS)
+
+    assert read is not None
+    assert read.health == dealer_health(store, ACME, START, NOW, THRESHOLDS)
+    assert read.latest == []
