@@ -384,7 +384,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--wire",
         choices=("rows", "columns"),
-        default="rows",
+        default="columns",
         help="our side's sample form (bench.loadgen --wire)",
     )
     parser.add_argument("--timeout-s", type=float, default=900.0, help="bound of each run")

@@ -294,7 +294,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-samples", type=int, default=500)
     parser.add_argument("--batches-per-stream", type=int, default=80)
     parser.add_argument(
-        "--wire", choices=("rows", "columns"), default="rows", help="the loadgen's sample form"
+        "--wire", choices=("rows", "columns"), default="columns", help="the loadgen's sample form"
     )
     parser.add_argument("--duration-s", type=float, default=20.0, help="per loadgen run")
     parser.add_argument("--warmup-s", type=float, default=3.0)

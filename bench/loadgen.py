@@ -370,7 +370,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--wire",
         choices=("rows", "columns"),
-        default="rows",
+        default="columns",
         help="samples as repeated Sample (rows) or as Batch.sample_columns",
     )
     parser.add_argument("--window", type=int, default=4, help="unacked batches per stream")
