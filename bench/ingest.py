@@ -292,7 +292,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--channels", type=int, default=8)
     parser.add_argument("--batch-samples", type=int, default=500)
-    parser.add_argument("--batches-per-stream", type=int, default=80)
+    parser.add_argument("--batches-per-stream", type=int, default=160)
     parser.add_argument(
         "--wire", choices=("rows", "columns"), default="columns", help="the loadgen's sample form"
     )
