@@ -2,7 +2,8 @@
 
     python -m tests.reliability.soak_profile --agents 200 --seconds 180 \\
         [--interval 2 --samples 100] [--tracemalloc-every 30] [--disconnect-every 0.5] \\
-        [--trim-every 15] [--arena-max 2] [--sqlite-cache-mib 64] [--db sqlite:///PATH]
+        [--trim-every 15] [--arena-max 2] [--sqlite-cache-mib 64] [--db sqlite:///PATH] \\
+        [--detail 60] [--seed 400]
 
 Runs the real collector (``run_collector``) in this process and the swarm
 (tests/e2e/swarm.py) as a child, and every few seconds logs one line: RSS,
@@ -14,38 +15,55 @@ since the first snapshot after warm-up. ``--trim-every`` calls glibc's
 ``malloc_trim`` that often and logs RSS before and after (what RSS holds that
 is free, not live); ``--arena-max`` limits glibc's malloc arenas (``mallopt``)
 before any thread starts. At the end it logs the RSS figures of the second
-after warm-up and the soak's verdict (:func:`flatness`). A debugging tool,
-not a test.
+after warm-up and the soak's verdict (:func:`flatness`). ``--detail N`` adds a
+line per period (glibc's malloc totals and arenas, anonymous/file RSS, CPython's
+pymalloc arenas, SQLite's heap and page-cache peaks since the last line, the
+database files, the pool) and every N seconds the object types and SQL texts that
+grew. ``--seed N`` first gives every series of the swarm N samples of history
+(:data:`SEED_SAMPLES_PER_SERIES`). A debugging tool, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
+import gc
 import logging
+import os
 import signal
+import sqlite3
 import statistics
 import sys
 import tempfile
 import threading
 import time
 import tracemalloc
+import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
+from sqlalchemy import delete, event
 
+from collector.abc import AgentInfo
 from collector.admin import add_dealer
 from collector.server import CollectorServer
 from collector.settings import CollectorSettings
 from collector.store import open_store
 from collector.store.memory import release_free_memory
+from collector.store.schema import samples
+from collector.store.series import resolve_missing
+from collector.store.store import SQLAlchemyMetricStore
 from dealerpulse.clock import SystemClock
+from dealerpulse.model import Labels, labels_of
 
-from .swarm_check import start_swarm
+from .swarm_check import agent_ids, start_swarm
 
 logger = logging.getLogger(__name__)
 MIB = 1024 * 1024
@@ -53,6 +71,7 @@ M_ARENA_MAX = -8  # glibc's mallopt parameter number
 # sqlite3_status() counter: page cache memory taken from the heap (all of it when no
 # SQLITE_CONFIG_PAGECACHE buffer is configured, as in Python's sqlite3).
 SQLITE_STATUS_PAGECACHE_OVERFLOW = 2
+SQLITE_STATUS_MEMORY_USED = 0
 
 
 def slope_mib_per_min(points: list[tuple[float, int]]) -> float:
@@ -137,6 +156,82 @@ def flatness(points: list[tuple[float, int]]) -> Flatness:
     )
 
 
+# SQLite only: the history a collector in its steady state has. The writer's hot
+# set is one leaf page of ix_samples_series_time per active series (about 250
+# entries a page): on an empty database the series share leaf pages, and each
+# write group touches more distinct pages as the index grows, until every
+# series' newest entries sit on a page of their own -- about 20 minutes at the
+# soak's rate (one sample per series every 5 s), 40 at a real agent's. Over
+# that time the writer's page cache (up to 12,000 pages, 47 MiB, for 200 agents:
+# under the 64 MiB sqlite_cache_mib) grows with it, and so does RSS: glibc keeps
+# the pages freed when another connection's commit empties the cache (WAL) for
+# the next transaction. Measured in the 10-minute soak that was +2.6..3.5 MiB/min
+# of a bounded warm-up, not a leak (README "Reliability"). 400 samples per series
+# of history (1.6 leaf pages each) put every series' tail on its own page before
+# the run begins. They are dated before the run and deleted before the audit.
+SEED_SAMPLES_PER_SERIES = 400
+
+
+def swarm_series(samples: int) -> list[tuple[str, Labels]]:
+    """(name, labels) of the series each agent of tests/e2e/swarm.py sends (SyntheticSource)."""
+    return [(f"synthetic.m{i % 10}", labels_of(instance=str(i // 10))) for i in range(samples)]
+
+
+def seed_history(
+    db_url: str,
+    dealer_id: str,
+    agent_ids: list[str],
+    samples: int,
+    *,
+    per_series: int,
+    interval_ms: int,
+    end_ms: int,
+) -> int:
+    """Register the swarm's agents and their series, and give each series ``per_series``
+    samples ``interval_ms`` apart, the last before ``end_ms``. Returns the rows inserted.
+
+    Written series by series, as a long-running collector's index looks: each series'
+    entries together. SQLite only (the raw executemany)."""
+    store = open_store(db_url, pool_size=1)
+    try:
+        when = datetime.fromtimestamp(end_ms / 1000, UTC)
+        for agent_id in agent_ids:
+            info = AgentInfo(agent_id, dealer_id, agent_id, "seed", "seed")
+            store.register_agent(info, when)
+        wanted = {
+            (dealer_id, agent_id, name, labels): "percent"
+            for agent_id in agent_ids
+            for name, labels in swarm_series(samples)
+        }
+        with store.engine.begin() as connection:
+            ids = sorted(resolve_missing(connection, wanted).values())
+            raw = connection.connection.driver_connection
+            assert isinstance(raw, sqlite3.Connection), "seed_history is for SQLite"
+            first_ms = end_ms - per_series * interval_ms
+            raw.executemany(
+                "INSERT INTO samples (series_id, time_ms, value) VALUES (?, ?, ?)",
+                (
+                    (series_id, first_ms + n * interval_ms, float(n % 100))
+                    for series_id in ids
+                    for n in range(per_series)
+                ),
+            )
+        return len(ids) * per_series
+    finally:
+        store.close()
+
+
+def delete_history(db_url: str, before_ms: int) -> int:
+    """Delete the seeded samples (dated before ``before_ms``); the rows deleted."""
+    store = open_store(db_url, pool_size=1)
+    try:
+        with store.engine.begin() as connection:
+            deleted = connection.execute(delete(samples).where(samples.c.time_ms < before_ms))
+            return deleted.rowcount
+    finally:
+        store.close()
+
+
 def limit_arenas(count: int) -> None:
     """glibc's MALLOC_ARENA_MAX, set from inside the process before threads start."""
     name = ctypes.util.find_library("c")
@@ -173,6 +268,165 @@ def _sqlite_page_cache_bytes(lib: ctypes.CDLL | None) -> int:
     return current.value if status == 0 else -1
 
 
+def _sqlite_peaks(lib: ctypes.CDLL | None) -> str:
+    """SQLite's heap and page-cache peaks since the previous call (the high-water marks are
+    reset): the page cache of a transaction is freed when the next one finds the database
+    changed by another connection (WAL), so a sample of the current size misses it."""
+    if lib is None:
+        return "sqlite peaks ?"
+    peaks = []
+    for name, op in (
+        ("heap", SQLITE_STATUS_MEMORY_USED),
+        ("pages", SQLITE_STATUS_PAGECACHE_OVERFLOW),
+    ):
+        current, highwater = ctypes.c_int64(), ctypes.c_int64()
+        lib.sqlite3_status64(op, ctypes.byref(current), ctypes.byref(highwater), 1)
+        peaks.append(f"{name}={highwater.value / MIB:.1f}")
+    return "sqlite peaks " + " ".join(peaks)
+
+
+class _MallInfo2(ctypes.Structure):
+    """glibc's struct mallinfo2 (all arenas together)."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",  # bytes taken from the system with brk/mmap for arenas
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",  # bytes in chunks mmap'd on their own (large allocations)
+            "usmblks",
+            "fsmblks",
+            "uordblks",  # bytes allocated (live) in the arenas
+            "fordblks",  # bytes free in the arenas (fragmentation when it grows)
+            "keepcost",
+        )
+    ]
+
+
+def _mallinfo() -> str:
+    """glibc's live / free / mmap'd bytes, in MiB; empty where not glibc 2.33+."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return ""
+    try:
+        function = ctypes.CDLL(name).mallinfo2
+    except AttributeError:
+        return ""
+    function.restype = _MallInfo2
+    info = function()
+    return (
+        f"malloc live={info.uordblks / MIB:.1f} free={info.fordblks / MIB:.1f} "
+        f"arenas={info.arena / MIB:.1f} mmapped={info.hblkhd / MIB:.1f}"
+    )
+
+
+def _malloc_heaps() -> str:
+    """Per glibc arena (malloc_info): system MiB / free MiB, and CPython's pymalloc arenas."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return ""
+    libc = ctypes.CDLL(name)
+    libc.fopen.restype = ctypes.c_void_p
+    libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    libc.fclose.argtypes = [ctypes.c_void_p]
+    libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    with tempfile.NamedTemporaryFile(suffix=".xml") as out:
+        handle = libc.fopen(out.name.encode(), b"w")
+        libc.malloc_info(0, handle)
+        libc.fclose(handle)
+        document = Path(out.name).read_text()
+    heaps = []
+    for heap in ElementTree.fromstring(document).iter("heap"):
+        current = sum(
+            int(s.get("size", 0)) for s in heap.iter("system") if s.get("type") == "current"
+        )
+        free = sum(int(t.get("size", 0)) for t in heap.iter("total"))
+        heaps.append(f"{heap.get('nr')}:{current / MIB:.0f}/{free / MIB:.0f}")
+    return "heaps " + " ".join(heaps) + f" {_pymalloc_arenas()}"
+
+
+def _pymalloc_arenas() -> str:
+    """CPython's object arenas (sys._debugmallocstats, written to fd 2: caught in a file)."""
+    with tempfile.TemporaryFile() as out:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(out.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    names = {
+        "arenas allocated current": "arenas",
+        "bytes in allocated blocks": "live",
+        "bytes in available blocks": "free",
+    }
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        short = names.get(key.strip("# ").strip())
+        if short is not None:
+            found[short] = int(value.strip().replace(",", ""))
+    if len(found) < len(names):
+        return "pymalloc ?"
+    return (
+        f"pymalloc arenas={found['arenas']} live={found['live'] / MIB:.1f} "
+        f"free={found['free'] / MIB:.1f}"
+    )
+
+
+def _smaps_rollup() -> str:
+    """Anonymous, file-backed and shared-memory RSS of this process, in MiB."""
+    wanted = ("Rss", "Anonymous", "Private_Dirty")
+    found: dict[str, int] = {}
+    with contextlib.suppress(OSError), open("/proc/self/smaps_rollup") as rollup:
+        for line in rollup:
+            key, _, rest = line.partition(":")
+            if key in wanted:
+                found[key] = int(rest.split()[0])
+    with contextlib.suppress(OSError), open("/proc/self/status") as status:
+        for line in status:
+            key, _, rest = line.partition(":")
+            if key in ("RssAnon", "RssFile", "RssShmem"):
+                found[key] = int(rest.split()[0])
+    return " ".join(f"{key}={kib / 1024:.1f}" for key, kib in found.items())
+
+
+def _db_files(db_url: str) -> str:
+    """Sizes of the SQLite database, WAL and -shm files, in MiB."""
+    if not db_url.startswith("sqlite:///"):
+        return ""
+    path = Path(db_url.removeprefix("sqlite:///"))
+    sizes = []
+    for suffix in ("", "-wal", "-shm"):
+        candidate = path.with_name(path.name + suffix)
+        with contextlib.suppress(OSError):
+            sizes.append(f"db{suffix}={candidate.stat().st_size / MIB:.1f}")
+    return " ".join(sizes)
+
+
+class ObjectCounts:
+    """gc-tracked objects by type; logs the types that grew since the first count."""
+
+    def __init__(self) -> None:
+        self._baseline: collections.Counter[str] | None = None
+
+    def log_growth(self) -> None:
+        counts = collections.Counter(type(o).__name__ for o in gc.get_objects())
+        if self._baseline is None:
+            self._baseline = counts
+            logger.warning("objects: %d tracked (baseline)", sum(counts.values()))
+            return
+        grown = counts.copy()
+        grown.subtract(self._baseline)
+        top = ", ".join(f"{name} {delta:+d}" for name, delta in grown.most_common(12) if delta)
+        logger.warning("objects: %d tracked; grew: %s", sum(counts.values()), top)
+
+
 def watch(
     stop: threading.Event,
     period_s: float,
@@ -180,8 +434,12 @@ def watch(
     trim_every_s: float,
     started: list[CollectorServer],
     points: list[tuple[float, int]],
+    detail: Detail | None = None,
 ) -> None:
     """Log memory figures every ``period_s`` until ``stop``; allocation diffs if tracing.
+
+    With ``detail``: glibc's malloc figures, anonymous/file RSS, the database
+    files, the pool, and every ``detail.objects_every_s`` the object types that grew.
 
     Appends (seconds, RSS bytes) to ``points``; with ``trim_every_s`` trims the
     malloc arenas that often and logs RSS after the trim too.
@@ -192,6 +450,9 @@ def watch(
     baseline: tracemalloc.Snapshot | None = None
     next_trace = began + trace_every_s
     next_trim = began + trim_every_s
+    objects = ObjectCounts()
+    seen_texts: set[str] = set()
+    next_objects = began + (detail.objects_every_s if detail else 1e9)
     while not stop.wait(period_s):  # bounded by stop
         if not started:  # the port answers a moment before serve() records the server
             continue
@@ -214,6 +475,21 @@ def watch(
             stats.queued_samples,
             stats.samples_written,
         )
+        if detail is not None:
+            logger.warning(
+                "detail t=%.0f %s | %s | %s | %s | %s | pool %s",
+                elapsed,
+                _sqlite_peaks(lib),
+                _mallinfo(),
+                _smaps_rollup(),
+                _malloc_heaps(),
+                _db_files(detail.db_url),
+                detail.pool_status(),
+            )
+            if time.monotonic() >= next_objects:
+                next_objects += detail.objects_every_s
+                objects.log_growth()
+                detail.log_new_texts(seen_texts)
         if time.monotonic() >= next_trim:
             next_trim += trim_every_s
             trim_started = time.perf_counter()
@@ -234,18 +510,53 @@ def watch(
                 logger.warning("grew: %s", stat)
 
 
+@dataclass(frozen=True)
+class Detail:
+    """What ``--detail`` logs besides the memory line."""
+
+    db_url: str
+    objects_every_s: float
+    stores: list[SQLAlchemyMetricStore]
+
+    texts: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+
+    def pool_status(self) -> str:
+        return self.stores[0].engine.pool.status() if self.stores else "-"
+
+    def count_statements(self, store: SQLAlchemyMetricStore) -> None:
+        """Count the distinct SQL texts run through SQLAlchemy: each one is a prepared
+        statement of its own on every connection that runs it (sqlite3 keeps 128)."""
+
+        def before(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+            self.texts[statement] += 1
+
+        event.listen(store.engine, "before_cursor_execute", before)
+
+    def log_new_texts(self, seen: set[str]) -> None:
+        new = [text for text in list(self.texts) if text not in seen]
+        seen.update(new)
+        logger.warning("sql texts: %d distinct, %d new", len(seen), len(new))
+        for text in new[:8]:
+            logger.warning("new sql: %s", " ".join(text.split())[:160])
+
+
 async def serve(
     db_url: str,
     port: int,
     stop: asyncio.Event,
     started: list[CollectorServer],
     sqlite_cache_mib: int,
+    stores: list[SQLAlchemyMetricStore],
+    detail: Detail | None = None,
 ) -> None:
     """The collector as ``dealerpulse collector`` runs it (one process), until ``stop``."""
     settings = CollectorSettings.from_values({"db": db_url, "listen": f"127.0.0.1:{port}"})
     store = await asyncio.to_thread(
         lambda: open_store(db_url, pool=settings.pool_settings(), sqlite_cache_mib=sqlite_cache_mib)
     )
+    stores.append(store)
+    if detail is not None:
+        detail.count_statements(store)
     server = CollectorServer(store, settings.listen, settings, SystemClock())
     await server.start()
     started.append(server)
@@ -270,6 +581,20 @@ def main() -> None:
     parser.add_argument("--trim-every", type=float, default=0.0)
     parser.add_argument("--arena-max", type=int, default=0)
     parser.add_argument("--sqlite-cache-mib", type=int, default=64)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="SAMPLES_PER_SERIES",
+        help=f"SQLite: history per series before the run (the soak uses {SEED_SAMPLES_PER_SERIES})",
+    )
+    parser.add_argument(
+        "--detail",
+        type=float,
+        default=0.0,
+        metavar="OBJECTS_EVERY_S",
+        help="log malloc/smaps/db-file/pool figures each period, object type growth this often",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     if args.arena_max > 0:
@@ -277,8 +602,20 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="soak-profile-"))
     db_url = args.db or f"sqlite:///{tmp / 'soak.db'}"
     store = open_store(db_url, pool_size=1)
-    _, token = add_dealer(store, "Profile Motors")
+    dealer, token = add_dealer(store, "Profile Motors")
     store.close()
+    if args.seed > 0:
+        seeded_at = time.perf_counter()
+        rows = seed_history(
+            db_url,
+            dealer.dealer_id,
+            agent_ids(args.agents),
+            args.samples,
+            per_series=args.seed,
+            interval_ms=int(args.interval * 1000),
+            end_ms=int(time.time() * 1000) - 60_000,
+        )
+        logger.warning("seeded %d samples in %.1f s", rows, time.perf_counter() - seeded_at)
     if args.tracemalloc_every > 0:
         tracemalloc.start(1)
     from e2e_procs import free_port, serving, wait_for
@@ -287,6 +624,8 @@ def main() -> None:
     stop_watch = threading.Event()
     started: list[CollectorServer] = []
     points: list[tuple[float, int]] = []
+    stores: list[SQLAlchemyMetricStore] = []
+    detail = Detail(db_url, args.detail, stores) if args.detail > 0 else None
     watcher = threading.Thread(
         target=watch,
         args=(
@@ -296,13 +635,16 @@ def main() -> None:
             args.trim_every or 1e9,
             started,
             points,
+            detail,
         ),
         daemon=True,
     )
 
     async def run() -> None:
         stop = asyncio.Event()
-        collector = asyncio.create_task(serve(db_url, port, stop, started, args.sqlite_cache_mib))
+        collector = asyncio.create_task(
+            serve(db_url, port, stop, started, args.sqlite_cache_mib, stores, detail)
+        )
         await asyncio.to_thread(wait_for, lambda: serving(port), "the collector to serve")
         extra: tuple[str, ...] = ("--disconnect-every", str(args.disconnect_every))
         if not args.shared_connection:
