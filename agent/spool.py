@@ -17,7 +17,34 @@ What it guarantees:
   the next append that succeeds gives each refused batch a seq and records
   them as a 'disk_full' gap, so that loss is counted and reported too;
 - conservation: generated = stored (acked) + pending + dropped, where a
-  "sample" is one Sample or one EndpointStat.
+  "sample" is one Sample or one EndpointStat;
+- a disk that fills and stays full does not wedge it (issue 7): see
+  "A full disk" below.
+
+A full disk. In WAL mode a write goes to the WAL first and reaches the
+database file at the next checkpoint, which must grow the file for new pages:
+if the WAL holds pages the full disk cannot take (a checkpoint "debt"), the
+WAL cannot restart, so even an ack (a DELETE, no new page) needs new WAL room
+and fails. Three rules keep the spool able to drain:
+
+- the debt stays small: a commit that leaves pages beyond the end of the file
+  is checkpointed at once, and while such a checkpoint fails appends are
+  refused, so the debt is at most one batch (2 MiB) plus a few pages;
+- a reserve file (``<spool>-reserve``, RESERVE_BYTES) is held next to the
+  spool while the disk has room. A write that frees room (ack, reject,
+  note_sent) refused by a full disk is retried after a checkpoint; if that
+  fails too, the reserve is deleted, the checkpoint (its debt paid from the
+  reserve's room) done and the write retried: the restarted WAL then takes
+  the acks, the acked batches' pages go to SQLite's freelist and later appends
+  reuse them. An opening that fails on a full disk deletes it and retries.
+  Appends never spend the reserve, so it is there for the drain; it comes back
+  when the disk has RESERVE_BYTES of room beyond it;
+- without a reserve an append may add debt only if the disk has room for it
+  twice (WAL frames and checkpoint) plus a margin, else it is refused.
+
+Locking mode is set before the first WAL access, so the WAL index lives in
+memory: no ``-shm`` file, whose creation failed on a full disk ("disk I/O
+error"), and opening writes nothing when nothing changed.
 
 The file is opened in exclusive locking mode: a second agent on the same
 spool would reuse seq numbers, so it gets SpoolBusy instead.
@@ -28,11 +55,12 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 from agent.codec import encode_batch
 from agent.errors import SpoolBusy, SpoolError
@@ -62,6 +90,15 @@ SENT_AS_ROWS_OF_COLUMNS = 2
 _COLUMNS_KEY = "sample_columns"
 # SQLite page cache per spool connection, in KiB (see _connect).
 _CACHE_KIB = 512
+# The reserve file kept next to the spool for draining on a full disk. It must
+# hold the largest checkpoint debt (one batch: agent.batching caps a batch at
+# 2 MiB, plus b-tree pages) and the WAL frames of the acks that follow (the
+# rest: ~450 WAL frames of 4 KiB). Measured (100 samples a batch, 5.7 KB): an
+# append adds 1-2 pages and writes 6-7 WAL frames, an ack writes 5-8 frames.
+RESERVE_BYTES = 4 * 1024 * 1024
+# Without a reserve, the room an append's debt must leave free on the disk.
+_NO_RESERVE_MARGIN_BYTES = 256 * 1024
+_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -89,6 +126,10 @@ CREATE TABLE IF NOT EXISTS gaps (
 CREATE INDEX IF NOT EXISTS gaps_carried_by ON gaps (carried_by);
 CREATE TABLE IF NOT EXISTS sent_forms (seq INTEGER PRIMARY KEY, forms INTEGER NOT NULL);
 """
+
+
+class SpoolDiskFull(SpoolError):
+    """The disk (or the page cap) refused a write: SQLITE_FULL, or no room for its checkpoint."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +210,9 @@ class SqliteSpool:
         agent_id: str | None = None,
         boot_id: str | None = None,
         agent_version: str = __version__,
+        reserve_bytes: int = RESERVE_BYTES,
     ) -> None:
+        """reserve_bytes: the reserve file for a full disk (0: none, e.g. many agents in a test)."""
         if max_bytes <= 0:
             raise ValueError(f"spool max_bytes must be positive, got {max_bytes}")
         self.path = Path(path)
@@ -180,25 +223,68 @@ class SqliteSpool:
         # os.urandom, not secrets: secrets imports hashlib, which loads libcrypto.
         self._boot_id = boot_id or os.urandom(16).hex()
         self._agent_version = agent_version
-        self._db = _connect(self.path)
+        self._reserve = _Reserve(self.path.with_name(self.path.name + "-reserve"), reserve_bytes)
         # Recorded (counted, and as a gap) by the next append that succeeds.
         self._refused: _Refused | None = None
+        # True while a checkpoint the disk refused is due (see "A full disk").
+        self._checkpoint_owed = False
+        self._db = self._open(agent_id)
+        self._reserve.ensure()
+
+    def _open(self, agent_id: str | None) -> sqlite3.Connection:
+        """Connect and read the state; on a full disk spend the reserve and try once more."""
         try:
+            return self._connect_and_load(agent_id)
+        except SpoolError as exc:
+            if not _may_be_disk_full(exc) or not self._spend_reserve(f"opening failed: {exc}"):
+                raise
+        return self._connect_and_load(agent_id)
+
+    def _connect_and_load(self, agent_id: str | None) -> sqlite3.Connection:
+        self._db = _connect(self.path)
+        try:
+            self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+            # A debt left by the last run (its checkpoint refused) is paid now if it can be.
+            self._settle_debt()
             self.agent_id = self._init_schema(agent_id)
             self._columnar = self._meta(_COLUMNS_KEY) == "1"
             self._bytes, self._batches, self._samples = self._load_totals()
         except BaseException:
             self._db.close()
             raise
+        return self._db
 
     # ---- lifecycle
 
     def close(self) -> None:
+        self._record_refused_at_close()
         try:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
             logger.warning("spool %s: checkpoint at close failed: %s", self.path, exc)
         self._db.close()
+
+    def _record_refused_at_close(self) -> None:
+        """Record refused appends as a pending gap now: the count lives in memory only.
+
+        Without the reserve, which is kept for the drain of the next run.
+        """
+        refused = self._refused
+        if refused is None:
+            return
+        try:
+            with self._transaction(durable=True):
+                self._record_refused(refused)
+        except SpoolError as exc:
+            logger.warning(
+                "spool %s: %s samples in %s batches the disk refused are lost uncounted "
+                "at close: %s",
+                self.path,
+                refused.samples,
+                refused.batches,
+                exc,
+            )
+        self._refused = None
 
     def __enter__(self) -> SqliteSpool:
         return self
@@ -259,7 +345,7 @@ class SqliteSpool:
         """Build, encode and store one batch with its counters, atomically; returns its seq."""
         count = len(samples) + len(endpoints)
         try:
-            seq = self._append(samples, endpoints, count, self._refused)
+            seq = self._append_on_a_disk_that_may_be_full(samples, endpoints, count)
         except SpoolError:
             # A full disk: nothing of the batch was written. Record it as soon as
             # a write succeeds, so the loss is visible, never silent.
@@ -279,7 +365,24 @@ class SqliteSpool:
                 seq - 1,
             )
             self._refused = None
+        self._reserve.ensure()
         return seq
+
+    def _append_on_a_disk_that_may_be_full(
+        self, samples: Sequence[Sample], endpoints: Sequence[EndpointStat], count: int
+    ) -> int:
+        """_append, refused while a checkpoint is owed; retried once after a checkpoint."""
+        if self._checkpoint_owed and not self._checkpoint():
+            # Another batch in the WAL would grow the debt the reserve must pay.
+            raise SpoolDiskFull(f"spool {self.path}: disk full, a checkpoint is still owed")
+        try:
+            return self._append(samples, endpoints, count, self._refused)
+        except SpoolDiskFull:
+            # A full WAL that a checkpoint lets restart (pages reused from the
+            # freelist need no room); appends never spend the reserve.
+            if not self._checkpoint():
+                raise
+        return self._append(samples, endpoints, count, self._refused)
 
     def _append(
         self,
@@ -315,6 +418,7 @@ class SqliteSpool:
                 (seq, created_ms, from_ms, to_ms, count, size, payload),
             )
             self._db.execute("UPDATE gaps SET carried_by = ? WHERE carried_by IS NULL", (seq,))
+            self._check_room_for_the_debt()
             self._bytes, self._batches, self._samples = (
                 self._bytes + size,
                 self._batches + 1,
@@ -347,6 +451,9 @@ class SqliteSpool:
 
     def ack(self, seq: int) -> bool:
         """The collector has the batch (stored or duplicate): forget it. False if unknown."""
+        return self._drain_write(lambda: self._ack(seq))
+
+    def _ack(self, seq: int) -> bool:
         # Not fsynced: losing an ack only causes a resend that dedup absorbs.
         with self._transaction(durable=False):
             # The gaps it carried are delivered: delete them before _remove()
@@ -360,6 +467,9 @@ class SqliteSpool:
 
     def reject(self, seq: int, reason: str = REJECTED) -> bool:
         """The collector refused the batch for good: drop it, count it, record a gap."""
+        return self._drain_write(lambda: self._reject(seq, reason))
+
+    def _reject(self, seq: int, reason: str) -> bool:
         with self._transaction(durable=True):
             row = self._remove(seq)
             if row is None:
@@ -374,6 +484,10 @@ class SqliteSpool:
         (see :meth:`sent_forms`) from a seq truly reused; it must survive a
         restart, as an ack lost with the connection can.
         """
+        # Spends the reserve: on a wedged spool the first write of a drain is this one.
+        self._drain_write(lambda: self._note_sent(seq, form))
+
+    def _note_sent(self, seq: int, form: int) -> None:
         # Not fsynced: a lost note turns a later form conflict into a counted
         # rejection, never into a loss that goes unreported.
         with self._transaction(durable=False):
@@ -558,8 +672,87 @@ class SqliteSpool:
                 self._db.execute("ROLLBACK")
             self._bytes, self._batches, self._samples = self._load_totals()
             if isinstance(exc, sqlite3.Error):
-                raise SpoolError(f"spool {self.path}: write failed: {exc}") from exc
+                error = SpoolDiskFull if _is_sqlite_full(exc) else SpoolError
+                raise error(f"spool {self.path}: write failed: {exc}") from exc
             raise
+        self._settle_debt()
+
+    # ---- a full disk (see the module docstring)
+
+    def _drain_write(self, write: Callable[[], _T]) -> _T:
+        """A write that frees room: on a full disk retry after a checkpoint, then on the reserve."""
+        try:
+            return write()
+        except SpoolDiskFull as exc:
+            refused = exc
+        if self._checkpoint():
+            try:
+                return write()
+            except SpoolDiskFull as exc:
+                refused = exc
+        if not self._spend_reserve("a write that frees room was refused"):
+            raise refused
+        self._checkpoint()
+        return write()
+
+    def _spend_reserve(self, why: str) -> bool:
+        """Delete the reserve if the disk is really full; True if that freed room."""
+        # With as much free as the reserve would give, the refusal is not the
+        # disk's (max_page_count, the test seam): keep the reserve.
+        if _free_bytes(self.path.parent) >= self._reserve.size:
+            return False
+        return self._reserve.release(why)
+
+    def _debt_pages(self) -> int:
+        """Pages the WAL holds beyond the end of the database file (the checkpoint must add)."""
+        (pages,) = self._db.execute("PRAGMA page_count").fetchone()
+        try:
+            on_disk = self.path.stat().st_size // self._page_size
+        except OSError:
+            on_disk = 0
+        return max(0, int(pages) - on_disk)
+
+    def _settle_debt(self) -> None:
+        """After a commit: checkpoint now if the file must grow, while room is likely."""
+        try:
+            owed = self._checkpoint_owed or self._debt_pages() > 0
+        except sqlite3.Error as exc:
+            logger.warning("spool %s: cannot read its size: %s", self.path, exc)
+            return
+        if owed:
+            self._checkpoint()
+
+    def _checkpoint(self) -> bool:
+        """A full checkpoint (one connection, no readers); False if the disk refused it."""
+        try:
+            busy, wal_frames, backfilled = self._db.execute(
+                "PRAGMA wal_checkpoint(PASSIVE)"
+            ).fetchone()
+        except sqlite3.Error as exc:
+            if not self._checkpoint_owed:
+                logger.warning("spool %s: checkpoint refused, appends wait: %s", self.path, exc)
+            self._checkpoint_owed = True
+            return False
+        done = not busy and backfilled >= wal_frames
+        if done and self._checkpoint_owed:
+            logger.warning("spool %s: owed checkpoint done, appends resume", self.path)
+        self._checkpoint_owed = not done
+        return done
+
+    def _check_room_for_the_debt(self) -> None:
+        """In an append, before COMMIT: without a reserve, refuse a debt the disk may not take."""
+        if self._reserve.held:
+            return
+        debt = self._debt_pages() * self._page_size
+        if debt == 0:
+            return
+        # Twice: the pages go to the WAL first, then to the file at the checkpoint.
+        free = _free_bytes(self.path.parent)
+        if 2 * debt + _NO_RESERVE_MARGIN_BYTES > free:
+            raise SpoolDiskFull(
+                f"spool {self.path}: disk full: {free} bytes free, no reserve, "
+                f"and the batch would need {debt} bytes twice"
+            )
 
     def _init_schema(self, agent_id: str | None) -> str:
         if agent_id is not None:
@@ -569,7 +762,8 @@ class SqliteSpool:
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('next_seq', '1')")
             if agent_id is None and self._stored_agent_id() is None:
                 agent_id = _new_agent_id()
-            if agent_id is not None:
+            # Only when it changes: opening writes nothing, so a full disk cannot refuse it.
+            if agent_id is not None and agent_id != self._stored_agent_id():
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES ('agent_id', ?)", (agent_id,))
             stored = self._stored_agent_id()
         assert stored is not None  # written above in this transaction
@@ -602,8 +796,10 @@ def _connect(path: Path) -> sqlite3.Connection:
     except (OSError, sqlite3.Error) as exc:
         raise SpoolError(f"cannot open spool {path}: {exc}") from exc
     try:
-        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        # Exclusive before the first WAL access: the WAL index is then kept in
+        # memory, with no -shm file to create (which fails on a full disk).
         db.execute("PRAGMA locking_mode = EXCLUSIVE")
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         # SQLite's default page cache grows to 2 MiB, a twentieth of the agent's
         # RSS budget; rows are read once, by key, so a small cache costs nothing.
         db.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
@@ -614,13 +810,102 @@ def _connect(path: Path) -> sqlite3.Connection:
         db.close()
         if "locked" in str(exc):
             raise SpoolBusy(f"spool {path} is in use by another agent process") from exc
-        raise SpoolError(f"cannot open spool {path}: {exc}") from exc
+        error = SpoolDiskFull if _is_sqlite_full(exc) else SpoolError
+        raise error(f"cannot open spool {path}: {exc}") from exc
     except sqlite3.DatabaseError as exc:
         db.close()
         raise SpoolError(f"spool {path} is not a usable SQLite database: {exc}") from exc
     if mode != "wal":
         logger.warning("spool %s: journal mode is %s, not WAL", path, mode)
     return db
+
+
+class _Reserve:
+    """The file of ``size`` bytes that a drain on a full disk deletes to make room."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.size = size
+        self.held = size > 0 and _size_of(path) >= size
+
+    def ensure(self) -> None:
+        """Create the reserve if the disk has room for it and as much again; never raises."""
+        if self.held or self.size <= 0 or _free_bytes(self.path.parent) < 2 * self.size:
+            return
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                _allocate(fd, self.size)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            logger.info("cannot create the spool reserve %s: %s", self.path, exc)
+            with suppress(OSError):
+                self.path.unlink(missing_ok=True)  # a part of it would only take room
+            return
+        self.held = True
+        logger.info("spool reserve %s: %s bytes held for a full disk", self.path, self.size)
+
+    def release(self, why: str) -> bool:
+        """Delete the reserve; True if it was there."""
+        if _size_of(self.path) == 0:
+            self.held = False
+            return False
+        try:
+            self.path.unlink()
+        except OSError as exc:
+            logger.error("cannot delete the spool reserve %s: %s", self.path, exc)
+            return False
+        self.held = False
+        logger.warning("disk full (%s): spool reserve %s deleted to drain", why, self.path)
+        return True
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _allocate(fd: int, size: int) -> None:
+    """Allocated blocks, not a sparse file: the room must really be taken."""
+    if hasattr(os, "posix_fallocate"):
+        os.posix_fallocate(fd, 0, size)
+        return
+    chunk = bytes(64 * 1024)  # Windows, macOS: write the zeros
+    for _ in range(0, size, len(chunk)):
+        os.write(fd, chunk)
+
+
+def _free_bytes(directory: Path) -> int:
+    """Bytes an unprivileged writer may still take on the disk (0 if unknown)."""
+    try:
+        if hasattr(os, "statvfs"):
+            st = os.statvfs(directory)
+            return st.f_bavail * st.f_frsize
+        # Windows. Imported here: shutil would add its compression imports to every agent.
+        import shutil
+
+        return shutil.disk_usage(directory).free
+    except OSError:
+        return 0
+
+
+def _is_sqlite_full(exc: sqlite3.Error) -> bool:
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_FULL
+
+
+def _may_be_disk_full(exc: SpoolError) -> bool:
+    """Full, or an I/O error (how a failed -shm or file creation shows) on a full disk."""
+    if isinstance(exc, SpoolDiskFull):
+        return True
+    cause = exc.__cause__
+    if not isinstance(cause, sqlite3.Error):
+        return False
+    code = getattr(cause, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN)
 
 
 def _gap_of(run: Sequence[_Row], reason: str) -> Gap:

@@ -14,13 +14,22 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from agent.errors import SpoolBusy, SpoolError
-from agent.spool import SpoolStats, SqliteSpool
+from agent.spool import (
+    DISK_FULL,
+    RESERVE_BYTES,
+    SENT_AS_STORED,
+    SpoolDiskFull,
+    SpoolStats,
+    SqliteSpool,
+)
 from dealerpulse.clock import FakeClock
 from dealerpulse.v1 import ingest_pb2 as pb
 
 
-def open_spool(path: Path, max_bytes: int = 1 << 20, **kwargs: str) -> SqliteSpool:
-    return SqliteSpool(path, max_bytes, FakeClock(), dealer_id=DEALER, hostname="h1", **kwargs)
+def open_spool(path: Path, max_bytes: int = 1 << 20, agent_id: str | None = None) -> SqliteSpool:
+    return SqliteSpool(
+        path, max_bytes, FakeClock(), dealer_id=DEALER, hostname="h1", agent_id=agent_id
+    )
 
 
 def batch_of(spool: SqliteSpool, seq: int) -> pb.Batch:
@@ -256,3 +265,67 @@ class SpoolMachine(RuleBasedStateMachine):
 
 SpoolMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
 test_spool_state_machine = SpoolMachine.TestCase
+
+
+# ---- a full disk (issue 7; the real full disk is in tests/reliability/test_spool_disk_full.py)
+
+
+def reserve_of(path: Path) -> Path:
+    return path.with_name(path.name + "-reserve")
+
+
+def test_a_reserve_file_is_held_next_to_the_spool_and_kept_across_restarts(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+    if shutil.disk_usage(tmp_path).free < 2 * RESERVE_BYTES:
+        pytest.skip("the test disk has no room for a reserve")
+    open_spool(path).close()
+    reserve = reserve_of(path)
+    assert reserve.stat().st_size == RESERVE_BYTES
+    # Allocated, not sparse: the room is really taken.
+    assert reserve.stat().st_blocks * 512 >= RESERVE_BYTES
+    inode = reserve.stat().st_ino
+    open_spool(path).close()
+    assert reserve.stat().st_ino == inode
+
+
+def test_opening_writes_nothing_and_keeps_no_shared_memory_file(tmp_path: Path) -> None:
+    """What lets a spool open on a full disk: no -shm file, no WAL frame, when nothing changed."""
+    path = tmp_path / "s.db"
+    with open_spool(path, agent_id="agent-1") as spool:
+        spool.append(samples(3))
+    with open_spool(path, agent_id="agent-1") as spool:
+        wal = path.with_name(path.name + "-wal")
+        assert not wal.exists() or wal.stat().st_size == 0
+        assert not path.with_name(path.name + "-shm").exists()
+        assert spool.stats().batches == 1
+
+
+def test_a_write_the_page_cap_refuses_keeps_the_reserve_and_acks_make_room(
+    tmp_path: Path,
+) -> None:
+    """max_page_count refuses like a full disk, but the disk has room: the reserve stays."""
+    path = tmp_path / "s.db"
+    with open_spool(path, max_bytes=1 << 24) as spool:
+        held = reserve_of(path).exists()
+        spool.limit_pages(24)
+        seqs: list[int] = []
+        with pytest.raises(SpoolDiskFull):
+            for _ in range(100):
+                seqs.append(spool.append(samples(60)))
+        assert seqs
+        for seq in seqs:
+            spool.note_sent(seq, SENT_AS_STORED)
+            assert spool.ack(seq)
+        # The acked batches' pages are reused: appends go on, and the refused one is a gap.
+        next_seq = spool.append(samples(60))
+        assert next_seq == seqs[-1] + 2
+        assert spool.stats().dropped == {DISK_FULL: 60}
+        assert reserve_of(path).exists() == held
+
+
+def test_no_reserve_file_when_asked_for_none(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    SqliteSpool(path, 1 << 20, FakeClock(), dealer_id=DEALER, reserve_bytes=0).close()
+    assert not reserve_of(path).exists()
