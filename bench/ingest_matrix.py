@@ -362,7 +362,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--closed-only", action="store_true", help="skip the open-loop runs")
     parser.add_argument("--streams-per-loadgen", type=int, default=250)
     parser.add_argument("--batch-samples", type=int, default=500)
-    parser.add_argument("--batches-total", type=int, default=8000, help="pre-built, all streams")
+    parser.add_argument("--batches-total", type=int, default=24000, help="pre-built, all streams")
     parser.add_argument(
         "--series-per-agent", type=int, default=50, help="a host agent has ~50 series"
     )
