@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from collector.store import SQLAlchemyMetricStore
 from collector.store.schema import samples, series, series_latest
+from collector.store.series import labels_key
 from dealerpulse.columns import SampleTable
 from dealerpulse.model import MetricBatch, Sample
 
@@ -101,3 +102,13 @@ def test_columns_store_the_same_rows_and_newest_points_as_rows(
         store.write_batches(group, NOW)
 
     assert _stored(store, table_agent) == _stored(store, row_agent)
+    # And both are right: every point stored, the newest of each series kept.
+    points = [p for seq, d in enumerate(drawn, start=1) for p in _samples(seq, d)]
+    newest: dict[tuple[str, str], tuple[int, float]] = {}
+    for point in points:
+        key = (point.name, labels_key(point.labels))
+        if key not in newest or point.time_ms >= newest[key][0]:
+            newest[key] = (point.time_ms, point.value)
+    stored, latest = _stored(store, row_agent)
+    assert stored == sorted((p.name, labels_key(p.labels), p.time_ms, p.value) for p in points)
+    assert latest == sorted((name, key, t, v) for (name, key), (t, v) in newest.items())
