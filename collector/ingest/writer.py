@@ -1,10 +1,13 @@
-"""Group commit: one thread writes the batches of every stream, many per transaction.
+"""Group commit: writer threads write the batches of every stream, many per transaction.
 
 Streams hand batches to :meth:`BatchWriter.submit` and await the result. The
 queue is bounded in samples, so a slow database turns into fast
 :class:`Overloaded` answers (the agent keeps the batch in its spool) instead of
-memory growth. The writer thread takes whatever is queued, up to
-```max_group_samples``, and commits it with ONE ``store.write_batches`` call;
+memory growth. There is one queue and thread per shard (usually one; two on
+PostgreSQL), and an agent's batches always go to the same shard, so two
+transactions in flight never touch one agent's rows and its batches keep their
+order. A shard's thread takes whatever its queue holds, up to
+``max_group_samples``, and commits it with ONE ``store.write_batches`` call;
 only after that call has returned -- the transaction committed -- does any
 submitter learn its result, so an ack always means "durably stored".
 
