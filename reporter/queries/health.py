@@ -86,34 +86,26 @@ def read_realtime(
     """Health over [start, end) and the newest ``latest_names`` samples; None: no such dealer."""
     # As for analytics: the ~300 rows' sketches allocate enough containers to run
     # the cyclic collector a few times a call, over every object of the process.
-    with engine.connect() as connection, gc_paused():
-        return _read_realtime_on(connection, dealer_id, start, end, thresholds, latest_names)
-
-
-def _read_realtime_on(
-    connection: Connection,
-    dealer_id: str,
-    start: datetime,
-    end: datetime,
-    thresholds: HealthThresholds | None,
-    latest_names: Sequence[str],
-) -> RealtimeRead | None:
-    first_seen = agents_first_seen(connection, dealer_id)
-    if first_seen is None:
-        return None
-    rows = health_rows(connection, dealer_id, start, end)
-    liveness = host_liveness(connection, dealer_id, start, end)
-    latest = reads.latest_samples(connection, dealer_id, [*LATEST_METRICS, *latest_names])
-    health = health_of_rows(
-        dealer_id,
-        start,
-        end,
-        rows,
-        liveness,
-        [s for s in latest if s.name in LATEST_METRICS],
-        thresholds,
-        monitored_since=monitoring_began(first_seen, liveness),
-    )
+    with gc_paused():
+        with engine.connect() as connection:
+            first_seen = agents_first_seen(connection, dealer_id)
+            if first_seen is None:
+                return None
+            rows = health_rows(connection, dealer_id, start, end)
+            liveness = host_liveness(connection, dealer_id, start, end)
+            names = [*LATEST_METRICS, *latest_names]
+            latest = reads.latest_samples(connection, dealer_id, names)
+        # The connection goes back to the pool before the sketches are merged.
+        health = health_of_rows(
+            dealer_id,
+            start,
+            end,
+            rows,
+            liveness,
+            [s for s in latest if s.name in LATEST_METRICS],
+            thresholds,
+            monitored_since=monitoring_began(first_seen, liveness),
+        )
     wanted = set(latest_names)
     return RealtimeRead(health, [s for s in latest if s.name in wanted])
 
