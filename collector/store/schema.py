@@ -145,6 +145,8 @@ series_latest = Table(
 
 # Narrow rows in append order. No foreign key on purpose: the writer resolves
 # series ids in the same transaction, and a per-row check would halve COPY speed.
+# On PostgreSQL id is not a key either (migration 0010): no query looks a sample
+# up by id, and its index cost every insert; SQLite's id is the free rowid.
 samples = Table(
     "samples",
     metadata,
