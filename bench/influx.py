@@ -55,6 +55,7 @@ from bench.ingest import (
     database,
     free_port,
     machine,
+    postgres_cpu_s,
     register_dealer,
     stored_counts,
 )
@@ -78,6 +79,8 @@ class Side:
     server_cpu_percent: float
     client_cpu_percent: float
     retries: int = 0
+    # Ours on PostgreSQL: the database server's CPU, besides the collector's.
+    database_cpu_percent: float | None = None
 
 
 # ---- ours
@@ -90,9 +93,10 @@ def run_ours(store: str, args: argparse.Namespace, per_stream: int) -> Side:
     ):
         token = register_dealer(url)
         with collector(url, Path(tmp), []) as (target, process):
-            before = _cpu_s(process)
+            before, database_before = _cpu_s(process), postgres_cpu_s()
             result = _loadgen(target, token, args, per_stream, Path(tmp))
             server_cpu = _cpu_s(process) - before
+            database_cpu = postgres_cpu_s() - database_before
         rows, _ = stored_counts(url)
     stored = int(result["total_samples_stored"])
     if result["rejected"] or result["unanswered"] or rows != stored:
@@ -111,6 +115,9 @@ def run_ours(store: str, args: argparse.Namespace, per_stream: int) -> Side:
         server_cpu_percent=round(100 * server_cpu / seconds, 1),
         client_cpu_percent=float(result["loadgen_cpu_percent"]),
         retries=int(result["retries"]),
+        database_cpu_percent=(
+            round(100 * database_cpu / seconds, 1) if store == "postgresql" else None
+        ),
     )
 
 
@@ -356,7 +363,7 @@ def _quantile(values: list[float], q: int) -> float:
 def table(sides: list[Side], influx: Side) -> str:
     rows = [
         f"{'system':<26} {'samples':>9} {'seconds':>8} {'samples/s':>10} {'vs Influx':>9} "
-        f"{'p50 ms':>8} {'p99 ms':>8} {'server cpu':>10} {'client cpu':>10}"
+        f"{'p50 ms':>8} {'p99 ms':>8} {'server cpu':>10} {'pg cpu':>7} {'client cpu':>10}"
     ]
     for side in [*sides, influx]:
         ratio = side.samples_per_s / influx.samples_per_s
@@ -364,9 +371,13 @@ def table(sides: list[Side], influx: Side) -> str:
             f"{side.system:<26} {side.samples:>9,} {side.seconds:>8.1f} "
             f"{side.samples_per_s:>10,.0f} {ratio:>9.2f} {side.request_p50_ms:>8.1f} "
             f"{side.request_p99_ms:>8.1f} {side.server_cpu_percent:>9.0f}% "
-            f"{side.client_cpu_percent:>9.0f}%"
+            f"{_percent_or_dash(side.database_cpu_percent):>7} {side.client_cpu_percent:>9.0f}%"
         )
     return "\n".join(rows)
+
+
+def _percent_or_dash(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -72,6 +72,8 @@ class Run:
     collector_cpu_percent: float
     # Robust to a busy machine, unlike the rates: what one million samples cost.
     collector_cpu_s_per_million: float
+    # PostgreSQL's own CPU for the same samples (None on SQLite: in the collector).
+    database_cpu_s_per_million: float | None
     loadgen_cpu_percent: float
     wire: str
     load_average_1m: float
@@ -92,7 +94,47 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         # The machine is shared with other jobs: the load says how much.
         "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "python_loop_ns": python_loop_ns(),
     }
+
+
+def python_loop_ns(iterations: int = 2_000_000, repeats: int = 3) -> float:
+    """Nanoseconds per iteration of a plain Python loop, best of ``repeats``.
+
+    The same virtual machine type has run at very different speeds on
+    different days (the collector's CPU-s per million samples doubled with no
+    code change): this probe, taken with every result, says how fast this one
+    ran, so figures from different days can be compared.
+    """
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        total = 0
+        for i in range(iterations):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(1e9 * best / iterations, 1)
+
+
+def postgres_cpu_s() -> float:
+    """CPU seconds of the local PostgreSQL server so far: its live processes, and
+    the backends that already exited (counted in the postmaster's children times).
+
+    The collector's work does not end at its process: on PostgreSQL a large part
+    of storing a sample is the server's, and a comparison with a peer that
+    stores in-process must count it.
+    """
+    total = 0.0
+    for process in psutil.process_iter(["name", "username"]):
+        if process.info["name"] != "postgres" or process.info["username"] != "postgres":
+            continue
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+            parent = process.parent()
+            if parent is None or parent.name() != "postgres":  # the postmaster
+                total += times.children_user + times.children_system
+    return total
 
 
 def free_port() -> int:
@@ -174,10 +216,13 @@ def run_loadgen(
     command = [sys.executable, "-m", "bench.loadgen", "--target", target, "--token", token]
     command += ["--streams", str(args.streams), "--channels", str(args.channels)]
     command += ["--batch-samples", str(args.batch_samples)]
-    # The open run's 100 agents are new: their first seconds create 50,000 series,
-    # and the backlog that leaves is start-up, not the steady half load measured.
     warmup_s = args.warmup_s if rate is None else args.open_warmup_s
     command += ["--duration-s", str(args.duration_s), "--warmup-s", str(warmup_s)]
+    if rate is not None and not args.open_cold:
+        # The open run's 100 agents are new to the collector: their first batches
+        # create 50,000 series. Stored before the clock starts, as for a fleet
+        # already streaming: the steady half load is what is measured.
+        command.append("--prime")
     command += ["--batches-per-stream", str(args.batches_per_stream), "--wire", args.wire]
     if rate is not None:
         command += ["--rate-samples-s", str(round(rate)), "--window", str(args.open_window)]
@@ -198,12 +243,13 @@ def measure(
     args: argparse.Namespace,
     rate: float | None,
 ) -> tuple[Run, dict[str, Any]]:
-    before = process.cpu_times()
+    before, database_before = process.cpu_times(), postgres_cpu_s()
     started = time.monotonic()
     result = run_loadgen(target, token, args, rate)
     elapsed = time.monotonic() - started
-    after = process.cpu_times()
+    after, database_cpu_s = process.cpu_times(), postgres_cpu_s() - database_before
     cpu_s = (after.user + after.system) - (before.user + before.system)
+    millions = max(1, result["total_samples_stored"]) / 1e6
     if result["rejected"] or result["unanswered"]:
         raise BenchError(
             f"{result['rejected']} batches rejected, {result['unanswered']} unanswered"
@@ -225,7 +271,10 @@ def measure(
         samples_stored=result["total_samples_stored"],
         # Includes the collector's idle moments while the loadgen builds its batches.
         collector_cpu_percent=round(100 * cpu_s / elapsed, 1),
-        collector_cpu_s_per_million=round(1e6 * cpu_s / max(1, result["total_samples_stored"]), 2),
+        collector_cpu_s_per_million=round(cpu_s / millions, 2),
+        database_cpu_s_per_million=(
+            round(database_cpu_s / millions, 2) if store == "postgresql" else None
+        ),
         loadgen_cpu_percent=result["loadgen_cpu_percent"],
         wire=args.wire,
         load_average_1m=round(os.getloadavg()[0], 2),
@@ -269,7 +318,7 @@ def bench_store(store: str, args: argparse.Namespace) -> list[Run]:
 
 HEADER = (
     f"{'store':<11} {'mode':<7} {'offered/s':>10} {'samples/s':>10} {'p50 ms':>8} "
-    f"{'p99 ms':>8} {'retries':>7} {'stored':>9} {'coll cpu':>8} {'cpu s/M':>7} "
+    f"{'p99 ms':>8} {'retries':>7} {'stored':>9} {'coll cpu':>8} {'cpu s/M':>7} {'pg s/M':>6} "
     f"{'gen cpu':>8} {'load':>5}"
 )
 
@@ -280,9 +329,14 @@ def _row(run: Run) -> str:
         f"{run.store:<11} {run.mode:<7} {offered:>10} {run.samples_per_s:>10,.0f} "
         f"{run.ack_p50_ms:>8.1f} {run.ack_p99_ms:>8.1f} {run.retries:>7} "
         f"{run.samples_stored:>9,} {run.collector_cpu_percent:>7.0f}% "
-        f"{run.collector_cpu_s_per_million:>7.2f} {run.loadgen_cpu_percent:>7.0f}% "
+        f"{run.collector_cpu_s_per_million:>7.2f} {_or_dash(run.database_cpu_s_per_million):>6} "
+        f"{run.loadgen_cpu_percent:>7.0f}% "
         f"{run.load_average_1m:>5.2f}"
     )
+
+
+def _or_dash(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -305,7 +359,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--open-warmup-s",
         type=float,
         default=8.0,
-        help="open loop: not measured (new agents create their series first)",
+        help="open loop: not measured",
+    )
+    parser.add_argument(
+        "--open-cold",
+        action="store_true",
+        help="open loop: new agents create their series inside the measured run",
     )
     parser.add_argument("--open-window", type=int, default=16, help="open loop: unacked/stream")
     parser.add_argument("--collector-args", default="", help="extra collector options")

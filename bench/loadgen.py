@@ -188,6 +188,8 @@ class StreamPlan:
     deadline: float
     # Open loop: due times of batches, shared by all streams; None: closed loop.
     due_times: asyncio.Queue[float] | None
+    # 2 when batch 1 was stored by prime() before the clock started.
+    first_seq: int = 1
 
 
 async def run_stream(channel: grpc.aio.Channel, plan: StreamPlan, tally: Tally) -> None:
@@ -204,7 +206,7 @@ async def run_stream(channel: grpc.aio.Channel, plan: StreamPlan, tally: Tally) 
     produced = asyncio.Event()
 
     async def producer() -> None:
-        for seq in range(1, len(plan.payloads) + 1):
+        for seq in range(plan.first_seq, len(plan.payloads) + 1):
             if plan.due_times is not None:
                 # Due first, then a slot: waiting for the window counts as latency.
                 due_at = await plan.due_times.get()
@@ -252,6 +254,36 @@ async def run_stream(channel: grpc.aio.Channel, plan: StreamPlan, tally: Tally) 
         call.cancel()
 
 
+async def prime(channel: grpc.aio.Channel, token: str, payload: bytes, tally: Tally) -> None:
+    """Store an agent's first batch before the clock starts: its series then exist.
+
+    A running fleet's agents are known to the collector; a new agent's first
+    batch also creates its series (500 here), which is start-up, not load.
+    """
+    method = channel.stream_stream(
+        STREAM_METHOD,
+        request_serializer=lambda b: b,
+        response_deserializer=ingest_pb2.Ack.FromString,
+    )
+    call = method(metadata=(("authorization", f"Bearer {token}"),))  # type: ignore[call-arg]
+    try:
+        await call.write(payload)
+        async for ack in call:
+            if ack.status == ingest_pb2.Ack.RETRY:
+                tally.retries += 1
+                await asyncio.sleep(ack.retry_after_ms / 1000)  # the delay the collector asked for
+                await call.write(payload)
+                continue
+            if ack.status != ingest_pb2.Ack.STORED:
+                raise RuntimeError(f"a priming batch was not stored: {ack}")
+            tally.stored_batches += 1
+            tally.stored_samples += ack.samples_stored
+            return
+        raise RuntimeError("the collector ended a priming stream without an ack")
+    finally:
+        call.cancel()
+
+
 async def pace(
     due_times: asyncio.Queue[float], batches_per_s: float, deadline: float, streams: int
 ) -> None:
@@ -291,13 +323,21 @@ async def main_async(args: argparse.Namespace) -> Result:
     channels = [grpc.aio.insecure_channel(args.target) for _ in range(args.channels)]
     for channel in channels:
         await asyncio.wait_for(channel.channel_ready(), timeout=30)
+    tally = Tally(measure_from=0.0, measure_to=0.0)
+    if args.prime:
+        await asyncio.gather(
+            *(
+                prime(channels[i % len(channels)], args.token, payloads[i][0], tally)
+                for i in range(args.streams)
+            )
+        )
     if args.start_at is not None:
         # Wall clock, so that separate load-generator processes start together.
         await asyncio.sleep(max(0.0, args.start_at - time.time()))
     cpu_started = time.process_time()
     started = time.monotonic()
     deadline = started + args.duration_s
-    tally = Tally(measure_from=started + args.warmup_s, measure_to=deadline)
+    tally.measure_from, tally.measure_to = started + args.warmup_s, deadline
     due_times: asyncio.Queue[float] | None = None
     pacer: asyncio.Task[None] | None = None
     if args.rate_samples_s:
@@ -309,7 +349,13 @@ async def main_async(args: argparse.Namespace) -> Result:
             run_stream(
                 channels[i % len(channels)],
                 StreamPlan(
-                    args.token, payloads[i], args.batch_samples, args.window, deadline, due_times
+                    args.token,
+                    payloads[i],
+                    args.batch_samples,
+                    args.window,
+                    deadline,
+                    due_times,
+                    first_seq=2 if args.prime else 1,
                 ),
                 tally,
             )
@@ -377,6 +423,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration-s", type=float, default=20.0)
     parser.add_argument(
         "--warmup-s", type=float, default=2.0, help="acks before this are not measured"
+    )
+    parser.add_argument(
+        "--prime",
+        action="store_true",
+        help="store each agent's first batch before the clock starts (a known fleet)",
     )
     parser.add_argument("--drain-timeout-s", type=float, default=30.0)
     parser.add_argument("--rate-samples-s", type=float, default=None, help="open-loop rate")
