@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from collector.alerting.jobs import DISPATCH_JOB, TICK_JOB, JobStats
+from collector.ingest.timings import WriterTimings
 from collector.ingest.writer import WriterStats
 from collector.rollup.jobs import MaintenanceStats
 
@@ -35,6 +36,8 @@ class StatsSource(Protocol):
     """What :class:`collector.server.CollectorServer` offers."""
 
     def writer_stats(self) -> WriterStats: ...
+
+    def writer_timings(self) -> WriterTimings: ...
 
     def alert_job_stats(self) -> JobStats: ...
 
@@ -56,7 +59,13 @@ def for_server(server: StatsSource) -> CollectorMetrics:
         except RuntimeError:
             return None
 
-    return CollectorMetrics(server.writer_stats, jobs, maintenance)
+    def timings() -> WriterTimings | None:
+        try:
+            return server.writer_timings()
+        except RuntimeError:
+            return None
+
+    return CollectorMetrics(server.writer_stats, jobs, maintenance, timings)
 
 
 class CollectorMetrics(Collector):
@@ -67,10 +76,12 @@ class CollectorMetrics(Collector):
         writer_stats: Callable[[], WriterStats],
         job_stats: Callable[[], JobStats | None],
         maintenance_stats: Callable[[], MaintenanceStats | None] = lambda: None,
+        writer_timings: Callable[[], WriterTimings | None] = lambda: None,
     ) -> None:
         self._writer_stats = writer_stats
         self._job_stats = job_stats
         self._maintenance_stats = maintenance_stats
+        self._writer_timings = writer_timings
 
     def collect(self) -> Iterator[Metric]:
         try:
@@ -78,6 +89,9 @@ class CollectorMetrics(Collector):
         except RuntimeError:  # not started yet, or stopping
             return
         yield from _writer_families(writer)
+        timings = self._writer_timings()
+        if timings is not None:
+            yield from timings.collect()
         jobs = self._job_stats()
         if jobs is not None:
             yield from _job_families(jobs)
@@ -112,7 +126,7 @@ def _writer_families(stats: WriterStats) -> Iterator[Metric]:
     )
     yield _gauge(
         prefix + "last_group_latency_seconds",
-        "time from the first batch's arrival to the commit of the last transaction",
+        "time to write and commit the last transaction (its queue wait not included)",
         stats.last_group_latency_s,
     )
 

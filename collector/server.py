@@ -28,6 +28,7 @@ from collector.alerting.service import ALERTS_SERVICE, AlertsService
 from collector.export import ExportStats, MetricExporter, exporter_from_settings
 from collector.ingest.service import IngestService
 from collector.ingest.stream import StreamConfig
+from collector.ingest.timings import WriterTimings
 from collector.ingest.validate import DAY_S, Limits
 from collector.ingest.writer import BatchWriter, RetryPolicy, WriterStats
 from collector.metrics_http import MetricsServer, serve_metrics
@@ -91,6 +92,11 @@ class CollectorServer:
         if self._writer is None:
             raise RuntimeError("the collector server is not started")
         return self._writer.stats()
+
+    def writer_timings(self) -> WriterTimings:
+        if self._writer is None:
+            raise RuntimeError("the collector server is not started")
+        return self._writer.timings
 
     def export_stats(self) -> ExportStats:
         if self._exporter is None:

@@ -34,6 +34,7 @@ import grpc
 from collector.abc import MetricStore, StoreError, UnknownDealer
 from collector.ingest.codec import Rejection
 from collector.ingest.errors import BatchRefused, Overloaded, StoreUnavailable, WriterClosed
+from collector.ingest.timings import WriterTimings
 from collector.store.errors import AgentConflict, StoreWriteError
 from dealerpulse.clock import Clock
 from dealerpulse.model import MetricBatch, WriteOutcome, WriteResult
@@ -74,6 +75,7 @@ class _Pending:
     weight: int
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[WriteResult]
+    queued_at: float  # the writer clock's monotonic time at submit
 
 
 def batch_weight(batch: MetricBatch) -> int:
@@ -133,6 +135,7 @@ class BatchWriter:
         self._last_group_latency_s = 0.0
         # Observed write speed, for the retry delay suggested to refused agents.
         self._samples_per_s: float | None = None
+        self.timings = WriterTimings()
 
     def start(self) -> None:
         with self._cond:
@@ -158,7 +161,9 @@ class BatchWriter:
         the store kept failing, WriterClosed after shutdown began.
         """
         loop = asyncio.get_running_loop()
-        pending = _Pending(batch, batch_weight(batch), loop, loop.create_future())
+        pending = _Pending(
+            batch, batch_weight(batch), loop, loop.create_future(), self._clock.monotonic()
+        )
         with self._cond:
             if not self._accepting:
                 raise WriterClosed("collector is shutting down")
@@ -278,6 +283,7 @@ class BatchWriter:
             return
         latency_s = self._clock.monotonic() - started
         self._record_commit(group, results, latency_s)
+        self.timings.observe_group([started - pending.queued_at for pending in group], latency_s)
         for pending, result in zip(group, results, strict=True):
             _settle(pending, result)
         self._notify_committed(batches, results)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import urllib.request
 import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -21,10 +22,12 @@ from ingest_harness import (
     wait_until,
     within,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from collector.abc import MetricStore, StoreError
 from collector.ingest.errors import BatchRefused, Overloaded, StoreUnavailable, WriterClosed
 from collector.ingest.writer import BatchWriter, RetryPolicy, batch_weight
+from collector.metrics_http import CollectorMetrics, serve_metrics
 from dealerpulse.clock import FakeClock, unix_ms
 from dealerpulse.model import MetricBatch, WriteOutcome, WriteResult
 
@@ -315,3 +318,65 @@ def test_shards_store_every_batch_once_under_concurrent_resends(store: MetricSto
             assert store.count_samples(agent) == expected
 
     run(scenario())
+
+
+def test_queue_waits_and_commit_times_are_histograms_on_the_metrics_page(
+    store: MetricStore,
+) -> None:
+    """A commit held for 2 s: the 20 batches queued behind it waited 2 s each; /metrics says so."""
+    scene = Scene(store)
+    held = HeldStore(store)
+    held_s = 2.0
+
+    async def scenario() -> str:
+        writer = scene.writer(held)
+        first, *rest = scene.batches("agent-t", 21)
+        first_result = asyncio.create_task(writer.submit(first))
+        await wait_until(held.writing.is_set, "the first write to start")
+        others = [asyncio.create_task(writer.submit(b)) for b in rest]
+        await wait_until(lambda: writer.stats().queued_batches == 20, "20 queued batches")
+        scene.clock.advance(held_s)  # the database took 2 s over the first group
+        held.released.set()
+        await within(asyncio.gather(first_result, *others))
+        page = CollectorMetrics(writer.stats, lambda: None, writer_timings=lambda: writer.timings)
+        metrics = serve_metrics("127.0.0.1:0", page)
+        try:
+            url = f"http://127.0.0.1:{metrics.port}/metrics"
+            text = await asyncio.to_thread(_fetch, url)
+        finally:
+            metrics.stop()
+        assert await within(writer.drain_and_stop(5)) is True
+        return text
+
+    histograms = _histograms(run(scenario()))
+    waits = histograms["dealerpulse_writer_queue_wait_seconds"]
+    # The first batch went straight in; the other 20 waited out the held commit.
+    assert (waits["count"], waits["sum"]) == (21, 20 * held_s)
+    assert (waits["0.001"], waits["1.0"], waits["2.5"]) == (1, 1, 21)
+    commits = histograms["dealerpulse_writer_commit_seconds"]
+    assert (commits["count"], commits["sum"]) == (2, held_s)
+    assert (commits["1.0"], commits["2.5"]) == (1, 2)
+    groups = histograms["dealerpulse_writer_group_batches"]
+    assert (groups["count"], groups["sum"]) == (2, 21)
+    assert (groups["1.0"], groups["10.0"], groups["20.0"]) == (1, 1, 2)
+
+
+def _fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        body: bytes = answer.read()
+    return body.decode()
+
+
+def _histograms(text: str) -> dict[str, dict[str, float]]:
+    """name -> {"count", "sum", and each bucket's upper bound: cumulative count}."""
+    found: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.type != "histogram":
+            continue
+        figures = found.setdefault(family.name, {})
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                figures[sample.labels["le"]] = sample.value
+            elif sample.name.endswith(("_count", "_sum")):
+                figures[sample.name.rsplit("_", 1)[1]] = sample.value
+    return found

@@ -76,6 +76,8 @@ def test_collector_metrics_show_the_writer_queue(store: SQLAlchemyMetricStore) -
     assert "dealerpulse_writer_queue_samples" in families
     assert "dealerpulse_writer_batches_committed" in families
     assert "dealerpulse_writer_last_group_latency_seconds" in families
+    for histogram in ("queue_wait_seconds", "commit_seconds", "group_batches"):
+        assert "dealerpulse_writer_" + histogram in families
     # Alerting is off in this collector: no job figures rather than zeros.
     assert "dealerpulse_alert_ticks" not in families
 
