@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
+import psutil
 import pytest
 from agent_testkit import FakeHost
 from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.sources.host import CounterRates, PsutilHostSource, real_mounts
-from agent.sources.inputs import DiskIo, DiskUsage, NetIo, NicStats, Partition, PsutilInputs
+from agent.sources.inputs import (
+    NIC_STATS_MAX_AGE_S,
+    DiskIo,
+    DiskUsage,
+    NetIo,
+    NicStats,
+    Partition,
+    PsutilInputs,
+)
 from dealerpulse.clock import FakeClock
 from dealerpulse.model import Sample
 
@@ -186,3 +196,22 @@ def test_psutil_inputs_read_this_host() -> None:
     names = {s.name for s in got}
     assert {"cpu.percent", "memory.percent", "process.count", "load.1m"} <= names
     assert 0 <= value(got, "memory.percent") <= 100
+
+
+def test_a_new_link_speed_shows_within_the_nic_stats_max_age(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """NIC stats are read once a minute, not each interval, and a change still shows."""
+    speeds = iter([1000, 100])
+
+    def if_stats() -> dict[str, SimpleNamespace]:
+        return {"eth0": SimpleNamespace(isup=True, speed=next(speeds), flags="up,running")}
+
+    monkeypatch.setattr(psutil, "net_if_stats", if_stats)
+    now = [0.0]
+    inputs = PsutilInputs(monotonic=lambda: now[0])
+    assert inputs.net_if_stats()["eth0"].speed_mbps == 1000
+    now[0] = NIC_STATS_MAX_AGE_S - 1
+    assert inputs.net_if_stats()["eth0"].speed_mbps == 1000
+    now[0] = NIC_STATS_MAX_AGE_S
+    assert inputs.net_if_stats()["eth0"].speed_mbps == 100
