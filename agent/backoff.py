@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    # Only a type here: the shipper imports random when it first backs off.
+    import random
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,10 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
@@ -60,6 +59,9 @@ from agent.spool import SENT_AS_ROWS_OF_COLUMNS, SENT_AS_STORED, SpooledBatch, S
 from dealerpulse import __version__
 from dealerpulse.clock import sleep_until_event
 from dealerpulse.tokens import parse_token, redact
+
+if TYPE_CHECKING:
+    import random
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +129,9 @@ class Shipper:
         self.hostname = hostname
         self.dealer_id: str | None = None
         self._expected_dealer = parse_token(endpoint.token).dealer_id
-        self._rng = rng or random.Random()
+        # Made at the first backoff: a connected agent never needs random, which
+        # costs 0.24 MiB resident with bisect and _sha512 (RSS before/after the import).
+        self._rng = rng
         self._on_ack = on_ack
         self._on_backoff = on_backoff
         self._stopping = asyncio.Event()
@@ -156,7 +160,7 @@ class Shipper:
                 break
             if ended.progressed:
                 failures = 0
-            delay = self.backoff.delay(failures, self._rng, ended.hint_s, ended.slow)
+            delay = self.backoff.delay(failures, self._backoff_rng(), ended.hint_s, ended.slow)
             failures += 1
             logger.info(
                 "reconnecting to %s in %.1f s (%s)", self.endpoint.address, delay, ended.reason
@@ -165,6 +169,13 @@ class Shipper:
                 self._on_backoff(delay, ended.reason)
             await sleep_until_event(self._stopping, delay)
         logger.info("shipper stopped")
+
+    def _backoff_rng(self) -> random.Random:
+        if self._rng is None:
+            import random
+
+            self._rng = random.Random()
+        return self._rng
 
     async def stop(self, flush_timeout_s: float = 5.0) -> None:
         """Give in-flight batches up to flush_timeout_s to be acked, then stop.

@@ -175,6 +175,15 @@ def test_agent_modules_import_without_server_packages(tmp_path: Path) -> None:
     assert "leaked: []" in done.stdout
 
 
+def test_agent_modules_leave_random_until_a_reconnect(tmp_path: Path) -> None:
+    """random (with bisect and _sha512, 0.24 MiB resident) is only for backoff jitter."""
+    done = run_blocked(
+        "import agent.runner\nprint('random loaded:', 'random' in sys.modules)\n", tmp_path
+    )
+    assert_nothing_blocked(done)
+    assert "random loaded: False" in done.stdout, done.stdout + done.stderr
+
+
 # ---- a real minimal install
 
 BASE_DEPENDENCIES = ("grpcio", "protobuf", "psutil")
