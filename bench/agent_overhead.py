@@ -148,7 +148,8 @@ def _stored(db_url: str, agent_id: str) -> tuple[int, int]:
 def running_agent(
     interval_s: float, port: int, token: str, tmp: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """The real agent (default settings) at ``interval_s``, until the block ends."""
+    """The real agent (default settings, its API intake on a socket in ``tmp``) at
+    ``interval_s``, until the block ends."""
     agent_id = f"bench-{interval_s:g}s"
     log: IO[bytes] = open(tmp / f"agent-{agent_id}.log", "wb")  # noqa: SIM115 - closed below
     agent = subprocess.Popen(
@@ -165,6 +166,11 @@ def running_agent(
             agent_id,
             "--hostname",
             agent_id,
+            # Its own intake socket: at the default path the intake would not start
+            # if another agent on this host holds it, and the figures would then be
+            # those of an agent without intake (one thread and its buffers fewer).
+            "--intake",
+            str(tmp / f"intake-{agent_id}.sock"),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
