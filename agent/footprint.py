@@ -57,8 +57,19 @@ def import_grpc_without_stdlib_ssl() -> bool:
     if "grpc" not in sys.modules:
         # Read by grpc's C core when it initialises, so set before the import.
         os.environ.setdefault(_RESOLVER_VARIABLE, "native")
-    _import_without(_COMPRESSORS, ("shutil",))
+    import_shutil_without_compressors()
     return _import_without(("ssl",), _IMPORTED_WITHOUT_SSL)
+
+
+def import_shutil_without_compressors() -> bool:
+    """Import shutil while bz2 and lzma cannot be imported; False if too late.
+
+    Harmless in any process that makes no bz2/xz archives with shutil (none of
+    ours does), so the CLI may call it before it knows the command: building
+    its first argparse parser imports shutil (argparse sizes help to the
+    terminal), which would otherwise come too early for the agent's step.
+    """
+    return _import_without(_COMPRESSORS, ("shutil",))
 
 
 def _import_without(unavailable: tuple[str, ...], modules: tuple[str, ...]) -> bool:

@@ -130,6 +130,11 @@ def _add_command(subparsers: Any, command: Command, with_options: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if "agent" in argv:
+        # Before chosen_command's parser imports shutil (see agent.footprint).
+        from agent.footprint import import_shutil_without_compressors
+
+        import_shutil_without_compressors()
     if chosen_command(argv) == "agent":
         # Before the parser imports asyncio: keeps the agent process small.
         from agent.footprint import import_grpc_without_stdlib_ssl

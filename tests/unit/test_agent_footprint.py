@@ -120,6 +120,21 @@ def test_agent_help_loads_no_server_code(tmp_path: Path) -> None:
     assert "--collector" in done.stdout and "--check" in done.stdout
 
 
+def test_the_agent_command_loads_neither_ssl_nor_bz2_nor_lzma(tmp_path: Path) -> None:
+    """The CLI's own parsing imports shutil; the agent's shutil must still come without them."""
+    done = run_blocked(
+        "from dealerpulse.cli import main\n"
+        "try:\n"
+        "    main(['--log-level', 'WARNING', 'agent', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('loaded:', sorted(m for m in ('ssl', 'bz2', 'lzma') if m in sys.modules))\n",
+        tmp_path,
+    )
+    assert_nothing_blocked(done)
+    assert "loaded: []" in done.stdout, done.stdout + done.stderr
+
+
 def test_top_level_help_lists_every_command_without_server_code(tmp_path: Path) -> None:
     done = run_blocked("from dealerpulse.cli import main\nsys.exit(main(['--help']))\n", tmp_path)
     assert_nothing_blocked(done)
