@@ -192,13 +192,20 @@ class StreamPlan:
     first_seq: int = 1
 
 
-async def run_stream(channel: grpc.aio.Channel, plan: StreamPlan, tally: Tally) -> None:
+def open_stream(
+    channel: grpc.aio.Channel, token: str
+) -> grpc.aio.StreamStreamCall[bytes, ingest_pb2.Ack]:
+    """An Ingest stream that sends pre-serialized batches and reads Acks."""
     method = channel.stream_stream(
         STREAM_METHOD,
         request_serializer=lambda b: b,
         response_deserializer=ingest_pb2.Ack.FromString,
     )
-    call = method(metadata=(("authorization", f"Bearer {plan.token}"),))  # type: ignore[call-arg]
+    return method(metadata=(("authorization", f"Bearer {token}"),))  # type: ignore[call-arg]
+
+
+async def run_stream(channel: grpc.aio.Channel, plan: StreamPlan, tally: Tally) -> None:
+    call = open_stream(channel, plan.token)
     loop = asyncio.get_running_loop()
     due: dict[int, float] = {}  # unacked seq -> when it was due
     slots = asyncio.Semaphore(plan.window)
@@ -260,12 +267,7 @@ async def prime(channel: grpc.aio.Channel, token: str, payload: bytes, tally: Ta
     A running fleet's agents are known to the collector; a new agent's first
     batch also creates its series (500 here), which is start-up, not load.
     """
-    method = channel.stream_stream(
-        STREAM_METHOD,
-        request_serializer=lambda b: b,
-        response_deserializer=ingest_pb2.Ack.FromString,
-    )
-    call = method(metadata=(("authorization", f"Bearer {token}"),))  # type: ignore[call-arg]
+    call = open_stream(channel, token)
     try:
         await call.write(payload)
         async for ack in call:
