@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -26,6 +26,8 @@ from collector.ingest.writer import WriterStats
 from collector.rollup.jobs import MaintenanceStats
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 class MetricsError(Exception):
@@ -46,26 +48,24 @@ class StatsSource(Protocol):
 
 def for_server(server: StatsSource) -> CollectorMetrics:
     """The figures of a collector server (no job figures for jobs that do not run)."""
+    return CollectorMetrics(
+        server.writer_stats,
+        _none_when_not_running(server.alert_job_stats),
+        _none_when_not_running(server.maintenance_job_stats),
+        _none_when_not_running(server.writer_timings),
+    )
 
-    def jobs() -> JobStats | None:
+
+def _none_when_not_running(figures: Callable[[], _T]) -> Callable[[], _T | None]:
+    """``figures``, or None where the server raises RuntimeError (not started, or off)."""
+
+    def read() -> _T | None:
         try:
-            return server.alert_job_stats()
+            return figures()
         except RuntimeError:
             return None
 
-    def maintenance() -> MaintenanceStats | None:
-        try:
-            return server.maintenance_job_stats()
-        except RuntimeError:
-            return None
-
-    def timings() -> WriterTimings | None:
-        try:
-            return server.writer_timings()
-        except RuntimeError:
-            return None
-
-    return CollectorMetrics(server.writer_stats, jobs, maintenance, timings)
+    return read
 
 
 class CollectorMetrics(Collector):
