@@ -70,19 +70,28 @@ class Scene:
         return writer
 
 
+async def queue_behind_a_held_commit(
+    writer: BatchWriter, held: HeldStore, batches: Sequence[MetricBatch]
+) -> list[asyncio.Task[WriteResult]]:
+    """Submit the first batch, wait until its write is held, then queue the rest behind it."""
+    first, *rest = batches
+    submitted = [asyncio.create_task(writer.submit(first))]
+    await wait_until(held.writing.is_set, "the first write to start")
+    submitted += [asyncio.create_task(writer.submit(b)) for b in rest]
+    queued = len(rest)
+    await wait_until(lambda: writer.stats().queued_batches == queued, f"{queued} queued batches")
+    return submitted
+
+
 def test_batches_queued_behind_a_slow_commit_go_in_one_transaction(store: MetricStore) -> None:
     scene = Scene(store)
     held = HeldStore(store)
 
     async def scenario() -> None:
         writer = scene.writer(held)
-        first, *rest = scene.batches("agent-g", 21)
-        first_result = asyncio.create_task(writer.submit(first))
-        await wait_until(held.writing.is_set, "the first write to start")
-        others = [asyncio.create_task(writer.submit(b)) for b in rest]
-        await wait_until(lambda: writer.stats().queued_batches == 20, "20 queued batches")
+        submitted = await queue_behind_a_held_commit(writer, held, scene.batches("agent-g", 21))
         held.released.set()
-        results = await within(asyncio.gather(first_result, *others))
+        results = await within(asyncio.gather(*submitted))
         assert [r.outcome for r in results] == [WriteOutcome.STORED] * 21
         stats = writer.stats()
         assert (stats.groups_committed, stats.batches_committed) == (2, 21)
@@ -330,14 +339,10 @@ def test_queue_waits_and_commit_times_are_histograms_on_the_metrics_page(
 
     async def scenario() -> str:
         writer = scene.writer(held)
-        first, *rest = scene.batches("agent-t", 21)
-        first_result = asyncio.create_task(writer.submit(first))
-        await wait_until(held.writing.is_set, "the first write to start")
-        others = [asyncio.create_task(writer.submit(b)) for b in rest]
-        await wait_until(lambda: writer.stats().queued_batches == 20, "20 queued batches")
+        submitted = await queue_behind_a_held_commit(writer, held, scene.batches("agent-t", 21))
         scene.clock.advance(held_s)  # the database took 2 s over the first group
         held.released.set()
-        await within(asyncio.gather(first_result, *others))
+        await within(asyncio.gather(*submitted))
         page = CollectorMetrics(writer.stats, lambda: None, writer_timings=lambda: writer.timings)
         metrics = serve_metrics("127.0.0.1:0", page)
         try:
