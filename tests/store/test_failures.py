@@ -66,6 +66,53 @@ def test_a_failure_late_in_the_transaction_rolls_back_and_forgets_new_series(
     assert [p.value for p in points] == [10.0]
 
 
+_REFUSE_SEQ_13 = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_13 BEFORE INSERT ON ingest_batches WHEN NEW.seq = 13 "
+        "BEGIN SELECT RAISE(ABORT, 'seq 13 refused'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_13() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN IF NEW.seq = 13 THEN RAISE EXCEPTION 'seq 13 refused'; END IF; "
+        "RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_13 BEFORE INSERT ON ingest_batches "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_13()",
+    ],
+}
+
+
+def test_the_database_refusing_the_last_statements_commits_nothing(
+    store: SQLAlchemyMetricStore,
+) -> None:
+    # On PostgreSQL the group's last writes and its COMMIT travel together
+    # (pipeline mode): an error there must still roll back the samples written
+    # before, and leave the pooled connections usable.
+    add_dealer(store)
+    with store.engine.begin() as connection:
+        for statement in _REFUSE_SEQ_13[store.dialect]:
+            connection.exec_driver_sql(statement)
+    group = [batch("agent-1", 12, samples=host_samples(T0)), batch("agent-2", 13)]
+
+    with pytest.raises(StoreWriteError, match="seq 13 refused"):
+        store.write_batches(group, NOW)
+    assert _rows(store) == {"samples": 0, "series": 0, "series_latest": 0}
+    assert store.committed_batches("agent-1") == {}
+    assert store.list_agents() == []
+
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "DROP TRIGGER refuse_13"
+            + (" ON ingest_batches" if store.dialect == "postgresql" else "")
+        )
+    for _ in range(3):  # every pooled connection the writer may take
+        results = store.write_batches(group, NOW)
+    assert [r.outcome for r in results] == [WriteOutcome.DUPLICATE] * 2
+    assert store.committed_batches("agent-1") == {12: len(host_samples(T0))}
+    assert [p.value for p in store.query_samples(DEALER, "cpu.percent", from_unix_ms(T0), NOW)] == [
+        10.0
+    ]
+
+
 @pytest.fixture
 def impatient_sqlite_store(sqlite_url: str) -> Iterator[SQLAlchemyMetricStore]:
     opened = open_store(sqlite_url, busy_timeout_s=0.2, pool_size=2)
