@@ -58,8 +58,13 @@ class Command:
         return self._resolved
 
 
-def _commands() -> list[Command | tuple[str, str, list[Command]]]:
+def _commands(only: str | None = None) -> list[Command | tuple[str, str, list[Command]]]:
     # Imported here, not at module level: building the parser must stay cheap.
+    if only == "agent":
+        # The agent's process must stay small: none of the other commands' modules.
+        from dealerpulse.agent_command import agent_command
+
+        return [agent_command()]
     from dealerpulse import commands
 
     return commands.all_commands()
@@ -97,7 +102,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     Without ``argv`` every command gets its options. With ``argv`` only the
     command it names does (the others stay listed by name and help), so
-    running one command imports no other command's option modules.
+    running one command imports no other command's option modules. For
+    ``agent`` the others are not even listed: their modules are not loaded.
     """
     only = None if argv is None else chosen_command(argv)
     parser = argparse.ArgumentParser(
@@ -107,7 +113,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dealerpulse {__version__}")
     _global_options(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for entry in _commands():
+    for entry in _commands(only):
         if isinstance(entry, Command):
             _add_command(subparsers, entry, argv is None or entry.name == only)
             continue

@@ -32,12 +32,6 @@ from dealerpulse.config import (
 logger = logging.getLogger(__name__)
 
 
-def _agent_options() -> Sequence[Option]:
-    from agent.settings import AGENT_OPTIONS
-
-    return AGENT_OPTIONS
-
-
 def _collector_options() -> Sequence[Option]:
     from collector.settings import COLLECTOR_OPTIONS
 
@@ -53,6 +47,7 @@ def _status_options() -> Sequence[Option]:
 def all_commands() -> list[Command | tuple[str, str, list[Command]]]:
     # Option lists of other packages are callables: the CLI imports them only
     # for the command being run (``dealerpulse agent`` loads no collector code).
+    from dealerpulse.agent_command import agent_command
     from dealerpulse.alerts_cli import alert_commands  # imports no grpc until a command runs
     from dealerpulse.reporter_cli import reporter_commands  # the same
     from dealerpulse.security_cli import certs_command, token_commands
@@ -67,13 +62,7 @@ def all_commands() -> list[Command | tuple[str, str, list[Command]]]:
         Command(
             "collector", "run the collector (gRPC ingest server)", _collector_options, run_collector
         ),
-        Command(
-            "agent",
-            "run the agent on a dealer server",
-            _agent_options,
-            run_agent,
-            extra=_agent_flags,
-        ),
+        agent_command(),
         (
             "dealer",
             "manage dealers and their tokens",
@@ -146,46 +135,6 @@ def _open_store(settings: dict[str, Any]) -> Any:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return open_store(url)
-
-
-# ---- agent
-
-
-def _agent_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="verify the configuration and the connection to the collector, then exit",
-    )
-    parser.add_argument(
-        "--probe",
-        dest="probe_urls",
-        action="append",
-        metavar="URL",
-        help="probe this URL (GET, expecting 200) every 30 s; repeatable; replaces the "
-        "configured probes",
-    )
-
-
-def run_agent(args: argparse.Namespace, settings: dict[str, Any]) -> int:
-    from agent import runner
-    from agent.settings import AgentConfig
-
-    if args.probe_urls:
-        from agent.settings import probes_value
-        from dealerpulse.config import ConfigError
-
-        try:
-            settings = {**settings, "probes": probes_value(args.probe_urls)}
-        except ValueError as exc:
-            raise ConfigError(f"--probe: {exc}") from None
-    config = AgentConfig.from_values(settings)
-    if args.check:
-        report = asyncio.run(runner.check(config))
-        out("\n".join(report.lines()))
-        return 0 if report.ok else 1
-    asyncio.run(runner.run_agent(config))
-    return 0
 
 
 # ---- collector

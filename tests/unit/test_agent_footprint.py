@@ -135,6 +135,24 @@ def test_the_agent_command_loads_neither_ssl_nor_bz2_nor_lzma(tmp_path: Path) ->
     assert "loaded: []" in done.stdout, done.stdout + done.stderr
 
 
+def test_the_agent_command_loads_no_other_command(tmp_path: Path) -> None:
+    """Other commands' modules (their options, tables, json) only cost the agent RSS."""
+    others = ("dealerpulse.commands", "dealerpulse.alerts_cli", "dealerpulse.reporter_cli")
+    others += ("dealerpulse.security_cli", "dealerpulse.table")
+    done = run_blocked(
+        "from dealerpulse.cli import main\n"
+        "try:\n"
+        "    main(['agent', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print('loaded:', sorted(m for m in {others!r} if m in sys.modules))\n",
+        tmp_path,
+    )
+    assert_nothing_blocked(done)
+    assert "usage: dealerpulse agent" in done.stdout
+    assert "loaded: []" in done.stdout, done.stdout + done.stderr
+
+
 def test_top_level_help_lists_every_command_without_server_code(tmp_path: Path) -> None:
     done = run_blocked("from dealerpulse.cli import main\nsys.exit(main(['--help']))\n", tmp_path)
     assert_nothing_blocked(done)
