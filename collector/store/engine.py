@@ -47,6 +47,12 @@ logger = logging.getLogger(__name__)
 SqliteSync = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 # Execution option that makes a SQLite transaction take the write lock at BEGIN.
 WRITE_OPTION = "dealerpulse_write"
+# Execution option of the ingest writer's transactions: on SQLite they get the
+# large page cache (``sqlite_cache_mib``), every other transaction a small one.
+HOT_SET_OPTION = "dealerpulse_hot_set"
+# Page cache of every other SQLite transaction (reads, rollups, alerting): one
+# pass over its rows, for which SQLite's default (2 MiB) is about right.
+SQLITE_OTHER_CACHE_MIB = 4
 # A trim took 1-17 ms with RSS at 250-350 MiB (soak_profile, 200 agents).
 RELEASE_MEMORY_EVERY_S = 10.0
 
@@ -143,10 +149,21 @@ class SqliteMemory:
         if isinstance(cache_mib, bool) or not isinstance(cache_mib, int) or cache_mib <= 0:
             raise ValueError(f"sqlite_cache_mib must be a positive whole number, not {cache_mib!r}")
 
+    def cache_kib(self, hot_set: bool) -> int:
+        """The page cache of a transaction: the writer's hot set, or one pass over rows.
+
+        Why two sizes: a rollup run read up to 64 MiB of pages into its
+        connection's cache once a minute, and those caches are emptied again
+        whenever another connection commits (WAL mode). Under the soak that
+        made RSS jump by 60-80 MiB every minute; freed, then taken again, the
+        memory went from arena to arena and RSS climbed.
+        """
+        return (self.cache_mib if hot_set else min(self.cache_mib, SQLITE_OTHER_CACHE_MIB)) * 1024
+
     def pragmas(self) -> list[str]:
         # Negative cache_size: KiB. The writer's hot set is one leaf page of
         # ix_samples_series_time per active series (see docs/notes/store.md).
-        statements = [f"PRAGMA cache_size=-{self.cache_mib * 1024}"]
+        statements = [f"PRAGMA cache_size=-{self.cache_kib(hot_set=False)}"]
         if self.heap_limit_mib > 0:
             # Process-wide: every connection sets the same value.
             statements.append(f"PRAGMA soft_heap_limit={self.heap_limit_mib * 1024 * 1024}")
@@ -161,7 +178,7 @@ def _configure_sqlite(
             f"sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}"
         )
 
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
         # Autocommit at the driver level: the "begin" hook below issues BEGIN
         # itself (the sqlite3 module's implicit transactions get this wrong).
         dbapi_connection.isolation_level = None
@@ -175,13 +192,28 @@ def _configure_sqlite(
                 cursor.execute(pragma)
         finally:
             cursor.close()
+        record.info["cache_kib"] = memory.cache_kib(hot_set=False)
 
     def on_begin(connection: Connection) -> None:
-        immediate = connection.get_execution_options().get(WRITE_OPTION, False)
+        options = connection.get_execution_options()
+        _size_cache(connection, memory.cache_kib(options.get(HOT_SET_OPTION, False)))
+        immediate = options.get(WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     event.listen(engine, "connect", on_connect)
     event.listen(engine, "begin", on_begin)
+
+
+def _size_cache(connection: Connection, kib: int) -> None:
+    """Set the SQLite connection's page cache to ``kib`` unless it has that size.
+
+    A smaller size frees the pages beyond it at once. The size in force is
+    remembered with the driver connection (the pool keeps its ``info``).
+    """
+    info = connection.connection.info
+    if info.get("cache_kib") != kib:
+        connection.exec_driver_sql(f"PRAGMA cache_size=-{kib}")
+        info["cache_kib"] = kib
 
 
 @contextmanager

@@ -30,7 +30,7 @@ from collector.abc import UnknownDealer
 from collector.rollup.dirty import mark_dirty
 from collector.store.dedup import BatchKey, Committed, batch_key, classify
 from collector.store.dialect import insert_ignoring_conflicts
-from collector.store.engine import WRITE_OPTION, translated_errors
+from collector.store.engine import HOT_SET_OPTION, WRITE_OPTION, translated_errors
 from collector.store.errors import AgentConflict
 from collector.store.fastpath import insert_samples, upsert_latest
 from collector.store.records import endpoint_row, gap_row
@@ -97,7 +97,7 @@ class BatchWriter:
         pair_maps: list[tuple[AgentKey, Dictionaries, dict[Pair, int]]] = []
         action = f"writing a group of {len(batches)} batches"
         with translated_errors(action), self._engine.connect() as connection:
-            connection.execution_options(**{WRITE_OPTION: True})
+            connection.execution_options(**{WRITE_OPTION: True, HOT_SET_OPTION: True})
             with connection.begin():
                 results = self._write_group(connection, batches, received_at, learnt, pair_maps)
         # Reached only after the commit: ids of rolled-back series never get cached.

@@ -18,7 +18,8 @@ import pytest
 
 from collector.pool_settings import DEFAULT_SQLITE_HEAP_LIMIT_MIB, PoolSettings
 from collector.settings import COLLECTOR_OPTIONS, CollectorSettings
-from collector.store import open_store
+from collector.store import SQLAlchemyMetricStore, open_store
+from collector.store.engine import HOT_SET_OPTION, SQLITE_OTHER_CACHE_MIB
 from collector.store.fastpath import SQLITE_ROWS_PER_INSERT, sqlite_chunk_sizes
 from collector.store.writer import padded_to_power_of_two
 from dealerpulse.config import ConfigError, load_file, resolve
@@ -101,6 +102,32 @@ def test_the_store_sets_the_sqlite_heap_limit_for_the_process(sqlite_url: str) -
         # Process-wide: leave the default for the tests that follow in this process.
         restore = open_store(sqlite_url, pool=PoolSettings())
         restore.close()
+
+
+def _cache_kib(store: SQLAlchemyMetricStore, hot_set: bool) -> int:
+    with store.engine.connect() as connection:
+        connection.execution_options(**{HOT_SET_OPTION: hot_set})
+        with connection.begin():
+            return -int(connection.exec_driver_sql("PRAGMA cache_size").scalar_one())
+
+
+def test_only_the_ingest_writer_gets_the_large_page_cache(sqlite_url: str) -> None:
+    # One pooled connection, so the writer and everything else share it: its
+    # cache is resized for each transaction (the rollups' one-minute 64 MiB
+    # caches made the soak's RSS jump, see collector.store.engine).
+    store = open_store(sqlite_url, pool_size=1, sqlite_cache_mib=32)
+    try:
+        assert _cache_kib(store, hot_set=False) == SQLITE_OTHER_CACHE_MIB * 1024
+        store.create_dealer("memory-motors", "Memory Motors", hash_token("t"), NOW)
+        results = store.write_batches([_batch("a", 1, 10)], NOW)  # the writer's own transaction
+        assert [r.outcome for r in results] == [WriteOutcome.STORED]
+        with store.engine.connect() as connection:  # no transaction: no resize
+            assert connection.connection.info["cache_kib"] == 32 * 1024
+        assert _cache_kib(store, hot_set=True) == 32 * 1024
+        assert _cache_kib(store, hot_set=False) == SQLITE_OTHER_CACHE_MIB * 1024
+        assert store.count_samples("a") == 10
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize(
