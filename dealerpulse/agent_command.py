@@ -3,7 +3,7 @@
 The agent runs on dealer servers with a budget of 40 MiB peak RSS (issue 2):
 ``dealerpulse agent`` builds a parser with this command only, so it imports
 none of the modules of the other commands (their option lists, table output,
-json, datetime), about 0.5 MiB of the budget.
+json, datetime): about 0.2 MiB less peak RSS, measured.
 """
 
 from __future__ import annotations

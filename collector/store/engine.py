@@ -155,8 +155,7 @@ class SqliteMemory:
         Why two sizes: a rollup run read up to 64 MiB of pages into its
         connection's cache once a minute, and those caches are emptied again
         whenever another connection commits (WAL mode). Under the soak that
-        made RSS jump by 60-80 MiB every minute; freed, then taken again, the
-        memory went from arena to arena and RSS climbed.
+        made the collector's RSS jump by 60-80 MiB every minute.
         """
         return (self.cache_mib if hot_set else min(self.cache_mib, SQLITE_OTHER_CACHE_MIB)) * 1024
 
