@@ -392,6 +392,7 @@ class SQLAlchemyMetricStore(MetricStore):
             return reads.list_gaps(connection, dealer_id)
 
     def close(self) -> None:
+        self._writer.close()
         self._engine.dispose()
 
     # ---- transactions

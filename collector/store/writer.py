@@ -33,6 +33,7 @@ from collector.store.dialect import insert_ignoring_conflicts
 from collector.store.engine import HOT_SET_OPTION, WRITE_OPTION, translated_errors
 from collector.store.errors import AgentConflict
 from collector.store.fastpath import insert_samples, upsert_latest
+from collector.store.pinning import WriterConnections
 from collector.store.records import endpoint_row, gap_row
 from collector.store.sample_rows import (
     AgentKey,
@@ -81,7 +82,7 @@ class BatchWriter:
     """Writes groups of batches; one instance per store, safe to call from several threads."""
 
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+        self._connections = WriterConnections(engine)
         self._series = SeriesCache()
         self._pairs = PairCache()
         # Several ingest writer shards may call write() at once, each with its
@@ -96,7 +97,7 @@ class BatchWriter:
         learnt: dict[SeriesKey, int] = {}
         pair_maps: list[tuple[AgentKey, Dictionaries, dict[Pair, int]]] = []
         action = f"writing a group of {len(batches)} batches"
-        with translated_errors(action), self._engine.connect() as connection:
+        with translated_errors(action), self._connections.connection() as connection:
             connection.execution_options(**{WRITE_OPTION: True, HOT_SET_OPTION: True})
             with connection.begin():
                 results = self._write_group(connection, batches, received_at, learnt, pair_maps)
@@ -105,6 +106,9 @@ class BatchWriter:
         for agent, dictionaries, ids in pair_maps:
             self._pairs.remember(agent, dictionaries, ids)
         return results
+
+    def close(self) -> None:
+        self._connections.close()
 
     def forget_series(self) -> None:
         self._series.clear()

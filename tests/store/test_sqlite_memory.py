@@ -11,11 +11,13 @@ size still store every row once, and the ``sqlite_heap_limit_mib`` option.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Connection, event
 
+from collector.abc import AgentInfo
 from collector.pool_settings import DEFAULT_SQLITE_HEAP_LIMIT_MIB, PoolSettings
 from collector.settings import COLLECTOR_OPTIONS, CollectorSettings
 from collector.store import SQLAlchemyMetricStore, open_store
@@ -112,20 +114,46 @@ def _cache_kib(store: SQLAlchemyMetricStore, hot_set: bool) -> int:
 
 
 def test_only_the_ingest_writer_gets_the_large_page_cache(sqlite_url: str) -> None:
-    # One pooled connection, so the writer and everything else share it: its
+    # One pooled connection, so everything but the writer shares it: its
     # cache is resized for each transaction (the rollups' one-minute 64 MiB
     # caches made the soak's RSS jump, see collector.store.engine).
     store = open_store(sqlite_url, pool_size=1, sqlite_cache_mib=32)
     try:
         assert _cache_kib(store, hot_set=False) == SQLITE_OTHER_CACHE_MIB * 1024
-        store.create_dealer("memory-motors", "Memory Motors", hash_token("t"), NOW)
-        results = store.write_batches([_batch("a", 1, 10)], NOW)  # the writer's own transaction
-        assert [r.outcome for r in results] == [WriteOutcome.STORED]
-        with store.engine.connect() as connection:  # no transaction: no resize
-            assert connection.connection.info["cache_kib"] == 32 * 1024
         assert _cache_kib(store, hot_set=True) == 32 * 1024
         assert _cache_kib(store, hot_set=False) == SQLITE_OTHER_CACHE_MIB * 1024
+    finally:
+        store.close()
+
+
+def test_the_writer_keeps_its_connection_and_its_cache_between_groups(sqlite_url: str) -> None:
+    # Taken from the (LIFO) pool for each group, the writer's connection went
+    # to the next Hello or rollup, which shrank its cache; the writer then read
+    # its hot set back into fresh memory (collector.store.pinning).
+    store = open_store(sqlite_url, pool_size=1, sqlite_cache_mib=32)
+    writers: list[object] = []
+
+    def on_begin(connection: Connection) -> None:
+        if connection.get_execution_options().get(HOT_SET_OPTION):
+            writers.append(connection.connection.dbapi_connection)
+
+    event.listen(store.engine, "begin", on_begin)
+    try:
+        store.create_dealer("memory-motors", "Memory Motors", hash_token("t"), NOW)
+        assert [r.outcome for r in store.write_batches([_batch("a", 1, 10)], NOW)] == [
+            WriteOutcome.STORED
+        ]
+        # Between two groups: an agent says hello, a reader reads.
+        store.register_agent(AgentInfo("b", "memory-motors", "b", "1.0", "boot-1"), NOW)
+        assert _cache_kib(store, hot_set=False) == SQLITE_OTHER_CACHE_MIB * 1024
         assert store.count_samples("a") == 10
+        cursor = writers[0].cursor()  # type: ignore[attr-defined]
+        assert cursor.execute("PRAGMA cache_size").fetchone() == (-32 * 1024,)
+        assert [r.outcome for r in store.write_batches([_batch("a", 2, 10)], NOW)] == [
+            WriteOutcome.STORED
+        ]
+        assert len(writers) == 2 and writers[0] is writers[1]
+        assert store.count_samples("a") == 20
     finally:
         store.close()
 
