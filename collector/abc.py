@@ -143,10 +143,14 @@ class MetricStore(ABC):
     @abstractmethod
     def list_agents(self, dealer_id: str | None = None) -> list[AgentRecord]: ...
 
-    def record_clock_offset(self, dealer_id: str, agent_id: str, offset_ms: int) -> None:
+    def record_clock_offset(
+        self, dealer_id: str, agent_id: str, offset_ms: int, *, if_unknown: bool = False
+    ) -> None:
         """Remember how far the dealer's agent's clock is ahead (+) or behind (-) ours.
 
-        Not abstract: a store that does not keep it ignores it.
+        ``if_unknown``: only when the agent has no offset recorded yet (a
+        stream's first, single-batch estimate). Not abstract: a store that does
+        not keep it ignores it.
         """
         return None
 

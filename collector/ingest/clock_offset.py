@@ -6,8 +6,10 @@ batch arrives. ``created - received`` is the offset minus the delivery delay,
 so the largest value over a window is the best estimate (the least delayed
 batch, as in NTP's clock filter): backlogged batches replayed after an outage
 read far behind and are outweighed by the live ones. The first batch of a
-stream is recorded at once, so an agent whose batches are all refused for
-their timestamps still shows its offset; later estimates at most once a window.
+stream is recorded at once for an agent that has no offset yet, so a new agent
+whose batches are all refused for their timestamps shows its offset at once;
+later estimates at most once a window (the store keeps a recorded offset that
+moved less than its resolution, see collector/store/agent_updates.py).
 """
 
 from __future__ import annotations
@@ -41,14 +43,18 @@ class ClockOffsetTracker:
         now = self._clock.monotonic()
         if now < self._next_write or not agent_id:
             return
+        first = self._next_write == float("-inf")
         self._next_write = now + self._window_s
         best, self._best_ms = self._best_ms, None
-        task = asyncio.create_task(self._write(dealer_id, agent_id, best))
+        task = asyncio.create_task(self._write(dealer_id, agent_id, best, if_unknown=first))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _write(self, dealer_id: str, agent_id: str, offset_ms: int) -> None:
+    async def _write(
+        self, dealer_id: str, agent_id: str, offset_ms: int, *, if_unknown: bool
+    ) -> None:
+        record = self._store.record_clock_offset
         try:
-            await asyncio.to_thread(self._store.record_clock_offset, dealer_id, agent_id, offset_ms)
+            await asyncio.to_thread(record, dealer_id, agent_id, offset_ms, if_unknown=if_unknown)
         except StoreError as exc:  # best effort: the next window writes again
             logger.debug("clock offset of agent %r not recorded: %s", agent_id, exc)

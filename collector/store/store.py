@@ -25,6 +25,7 @@ from collector.abc import (
 )
 from collector.store import migrate as migrations
 from collector.store import reads
+from collector.store.agent_updates import clock_offset_update, hello_update
 from collector.store.dialect import insert_ignoring_conflicts
 from collector.store.engine import WRITE_OPTION, SqliteSync, create_store_engine, translated_errors
 from collector.store.errors import AgentConflict
@@ -298,24 +299,21 @@ class SQLAlchemyMetricStore(MetricStore):
         with self._writing(f"registering agent {agent.agent_id!r}") as connection:
             if not _dealer_exists(connection, agent.dealer_id):
                 raise UnknownDealer(f"dealer {agent.dealer_id!r} is not registered")
-            described = {
-                "hostname": agent.hostname,
-                "version": agent.version,
-                "boot_id": agent.boot_id,
-                "last_seen": now,
-            }
             connection.execute(
                 insert_ignoring_conflicts(connection, agents),
                 {
                     "agent_id": agent.agent_id,
                     "dealer_id": agent.dealer_id,
+                    "hostname": agent.hostname,
+                    "version": agent.version,
+                    "boot_id": agent.boot_id,
                     "first_seen": now,
+                    "last_seen": now,
                     "last_seq": 0,
                     "generated_samples": 0,
                     "dropped_samples": {},
                     "spool_bytes": 0,
                     "spool_batches": 0,
-                    **described,
                 },
             )
             row = connection.execute(
@@ -328,9 +326,7 @@ class SQLAlchemyMetricStore(MetricStore):
                     f"agent {agent.agent_id!r} belongs to dealer {row.dealer_id!r}, "
                     f"not {agent.dealer_id!r}"
                 )
-            connection.execute(
-                update(agents).where(agents.c.agent_id == agent.agent_id).values(**described)
-            )
+            connection.execute(hello_update(agent, now))
             return int(row.last_seq)
 
     def agent_series(self, agent_id: str) -> list[tuple[str, Labels]]:
@@ -343,15 +339,12 @@ class SQLAlchemyMetricStore(MetricStore):
         with self._reading("listing agents") as connection:
             return reads.list_agents(connection, dealer_id)
 
-    def record_clock_offset(self, dealer_id: str, agent_id: str, offset_ms: int) -> None:
-        # Only the token's dealer's own agent: no row of another dealer is touched.
-        query = (
-            update(agents)
-            .where(agents.c.agent_id == agent_id, agents.c.dealer_id == dealer_id)
-            .values(clock_offset_ms=offset_ms)
-        )
+    def record_clock_offset(
+        self, dealer_id: str, agent_id: str, offset_ms: int, *, if_unknown: bool = False
+    ) -> None:
+        update = clock_offset_update(dealer_id, agent_id, offset_ms, if_unknown=if_unknown)
         with self._writing(f"recording the clock offset of agent {agent_id!r}") as connection:
-            connection.execute(query)
+            connection.execute(update)
 
     # ---- samples and bookkeeping
 

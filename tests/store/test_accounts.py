@@ -9,6 +9,7 @@ import pytest
 
 from collector.abc import AgentInfo, DealerExists, UnknownDealer
 from collector.store import AgentConflict, SQLAlchemyMetricStore, open_store
+from collector.store.agent_updates import CLOCK_OFFSET_RESOLUTION_MS, LAST_SEEN_RESOLUTION
 from dealerpulse.clock import FakeClock
 
 from .store_factories import DEALER, NOW, T0, add_dealer, batch, host_samples
@@ -90,6 +91,41 @@ def test_register_agent_returns_the_last_committed_seq(store: SQLAlchemyMetricSt
     (agent,) = store.list_agents()
     assert (agent.hostname, agent.version, agent.boot_id) == ("dms-02", "0.2.0", "boot-b")
     assert (agent.first_seen, agent.last_seen) == (NOW, later)
+
+
+def test_a_reconnect_within_a_minute_leaves_the_agent_row_as_it_was(
+    store: SQLAlchemyMetricStore,
+) -> None:
+    # The writer moves last_seen with every batch; a Hello moves it only when
+    # stale, so a reconnect writes nothing (see collector.store.agent_updates).
+    add_dealer(store)
+    store.register_agent(agent_info(), NOW)
+    store.register_agent(agent_info(), NOW + LAST_SEEN_RESOLUTION)
+    (agent,) = store.list_agents()
+    assert agent.last_seen == NOW
+    later = NOW + LAST_SEEN_RESOLUTION + timedelta(seconds=1)
+    store.register_agent(agent_info(), later)
+    (agent,) = store.list_agents()
+    assert agent.last_seen == later
+
+
+def test_a_clock_offset_is_recorded_when_it_moves_by_its_resolution(
+    store: SQLAlchemyMetricStore,
+) -> None:
+    add_dealer(store)
+    store.register_agent(agent_info(), NOW)
+    recorded = []
+    for offset_ms in (3_600_000, 3_600_000 + CLOCK_OFFSET_RESOLUTION_MS - 1, 3_599_600, 120):
+        store.record_clock_offset(DEALER, "agent-1", offset_ms)
+        (agent,) = store.list_agents()
+        recorded.append(agent.clock_offset_ms)
+    assert recorded == [3_600_000, 3_600_000, 3_600_000, 120]
+    # A stream's first estimate (one batch, often replayed late) only fills a gap.
+    store.record_clock_offset(DEALER, "agent-1", -4_000, if_unknown=True)
+    assert store.list_agents()[0].clock_offset_ms == 120
+    # Another dealer's token cannot move it.
+    store.record_clock_offset("other-dealer", "agent-1", -5_000)
+    assert store.list_agents()[0].clock_offset_ms == 120
 
 
 def test_register_agent_refuses_unknown_dealers_and_foreign_agents(

@@ -180,3 +180,29 @@ def test_the_heap_limit_defaults_to_its_documented_budget_and_a_bad_one_is_named
     assert PoolSettings.from_env({}).sqlite_heap_limit_mib == DEFAULT_SQLITE_HEAP_LIMIT_MIB == 128
     with pytest.raises(ConfigError, match="sqlite_heap_limit_mib: invalid value '-1'"):
         PoolSettings.from_env({"SQLITE_HEAP_LIMIT_MIB": "-1"})
+
+
+def test_a_known_agent_reconnecting_leaves_the_writers_cache_valid(sqlite_url: str) -> None:
+    # In WAL mode a connection drops its page cache when another one has
+    # committed a change; PRAGMA data_version tells a connection just that.
+    store = open_store(sqlite_url, pool_size=2)
+    try:
+        store.create_dealer("memory-motors", "Memory Motors", hash_token("t"), NOW)
+        agent = AgentInfo("a", "memory-motors", "a", "1.0", "boot-1")
+        store.register_agent(agent, NOW)
+        store.record_clock_offset("memory-motors", "a", 1_200)
+        with store.engine.connect() as writer:
+            raw = writer.connection.dbapi_connection  # outside a transaction: sees every commit
+            assert raw is not None
+
+            def version() -> int:
+                return int(raw.execute("PRAGMA data_version").fetchone()[0])
+
+            before = version()
+            store.register_agent(agent, NOW + timedelta(seconds=10))  # the same agent again
+            store.record_clock_offset("memory-motors", "a", 1_250)  # delivery jitter
+            assert version() == before
+            store.record_clock_offset("memory-motors", "a", 61_000)  # a clock that jumped
+            assert version() != before
+    finally:
+        store.close()
