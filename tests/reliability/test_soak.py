@@ -9,8 +9,9 @@ starts from a steady-state database (history seeded per series, see
 soak_profile.SEED_SAMPLES_PER_SERIES; ``DEALERPULSE_SOAK_SEED=0`` for an empty one).
 
 **Flat memory**, the criterion (:func:`soak_profile.flatness`): the collector's
-RSS (with its children) is sampled every 2 s; the first third of the run is
-warm-up; over the rest the least-squares slope must be under 1 MiB/min AND the
+RSS (with its children) is sampled every 2 s; the first part of the run is
+warm-up (the full soak: 5 minutes at full load, then 10 judged; the short one:
+its first third); over the rest the least-squares slope must be under 1 MiB/min AND the
 level of the last minute (a median) within 8 MiB of the level of the first
 minute after warm-up. The figures and every sample are printed (``-s``).
 """
@@ -86,9 +87,11 @@ def soak(
     disconnect_every_s: float,
     judge_slope: bool,
     seed_per_series: int = 0,
+    warmup_s: float | None = None,
 ) -> None:
     """``seed_per_series``: SQLite history per series first (soak_profile.seed_history),
-    deleted again before the audit."""
+    deleted again before the audit. ``warmup_s``: the part of ``duration_s`` memory
+    is not judged on (default: the first third)."""
     store = open_store(db_url, pool_size=2)
     dealer, token = add_dealer(store, "Soak Motors")
     ids = agent_ids(agents)
@@ -126,7 +129,7 @@ def soak(
     totals = audit(store, result, ids)
     store.close()
     cuts = int(Path(f"{result}.disconnects").read_text())
-    memory = flatness(points)
+    memory = flatness(points, warmup_s)
     print(
         f"\nsoak {agents} agents x {duration_s:.0f} s, {cuts} connections reset: "
         f"{totals.stored_batches} batches, {totals.stored_samples} samples stored "
@@ -191,7 +194,16 @@ def test_soak_short_30_agents_15_s(sqlite_url: str, tmp_path: Path) -> None:
     )
 
 
+# The full soak judges memory over SOAK_MINUTES at full load, after a warm-up of
+# SOAK_WARMUP_MINUTES at the same load. Why 5: on SQLite the writer's page cache
+# fills up to its bound (sqlite_cache_mib, 64 MiB) in the first 5-6 minutes of a
+# new collector process, at the rate the database grows (new index leaves and
+# table pages: about 6 MiB/min here), then recycles its own pages. soak_profile
+# (2026-11-27): SQLite's heap 52 -> 67 MiB by minute 5, flat after; RSS flat at
+# 306-310 MiB over minutes 6-10. Judged from minute 3.3 (a third of 10) that
+# bounded fill read as +1.65 MiB/min.
 SOAK_MINUTES = float(os.environ.get("DEALERPULSE_SOAK_MINUTES", "10"))
+SOAK_WARMUP_MINUTES = float(os.environ.get("DEALERPULSE_SOAK_WARMUP_MINUTES", "5"))
 # The rate of each agent. A real agent sends about 60 samples every 10 s (host
 # metrics, API traffic, probes); the soak sends twice that, 60 every 5 s: 200
 # agents make 2,400 samples/s, a rate the collector sustains on the 2-core CI
@@ -206,15 +218,15 @@ SOAK_SEED = int(os.environ.get("DEALERPULSE_SOAK_SEED", str(SEED_SAMPLES_PER_SER
 
 
 # The run itself, plus starting, stopping (up to 3 minutes) and the audit.
-@pytest.mark.timeout(SOAK_MINUTES * 60 + 600)
+@pytest.mark.timeout((SOAK_WARMUP_MINUTES + SOAK_MINUTES) * 60 + 600)
 @pytest.mark.soak
 def test_soak_full_200_agents(db_url: str, tmp_path: Path) -> None:
-    minutes = SOAK_MINUTES
     soak(
         db_url,
         tmp_path,
         agents=200,
-        duration_s=minutes * 60,
+        duration_s=(SOAK_WARMUP_MINUTES + SOAK_MINUTES) * 60,
+        warmup_s=SOAK_WARMUP_MINUTES * 60,
         interval_s=AGENT_INTERVAL_S,
         samples=AGENT_SAMPLES,
         # 200 agents: each loses its connection about every 100 s.
