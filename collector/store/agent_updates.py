@@ -26,10 +26,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Update, case, func, or_, update
+from sqlalchemy import Update, case, func, literal, or_, update
 
 from collector.abc import AgentInfo
-from collector.store.schema import agents
+from collector.store.schema import UtcDateTime, agents
 
 # How stale last_seen may get before a Hello moves it (the writer moves it with every batch).
 LAST_SEEN_RESOLUTION = timedelta(seconds=60)
@@ -47,7 +47,8 @@ def hello_update(agent: AgentInfo, now: datetime) -> Update:
             hostname=agent.hostname,
             version=agent.version,
             boot_id=agent.boot_id,
-            last_seen=case((stale, now), else_=agents.c.last_seen),
+            # Typed, so that any aware time is stored as UTC (a bare datetime would not be).
+            last_seen=case((stale, literal(now, UtcDateTime())), else_=agents.c.last_seen),
         )
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import pytest
 
@@ -104,7 +104,8 @@ def test_a_reconnect_within_a_minute_leaves_the_agent_row_as_it_was(
     (agent,) = store.list_agents()
     assert agent.last_seen == NOW
     later = NOW + LAST_SEEN_RESOLUTION + timedelta(seconds=1)
-    store.register_agent(agent_info(), later)
+    # Any aware time is stored as the UTC instant it is.
+    store.register_agent(agent_info(), later.astimezone(timezone(timedelta(hours=-5))))
     (agent,) = store.list_agents()
     assert agent.last_seen == later
 
