@@ -33,6 +33,7 @@ from collector.store.dialect import insert_ignoring_conflicts
 from collector.store.engine import HOT_SET_OPTION, WRITE_OPTION, translated_errors
 from collector.store.errors import AgentConflict
 from collector.store.fastpath import insert_samples, upsert_latest
+from collector.store.owners import AgentOwners
 from collector.store.pinning import WriterConnections
 from collector.store.records import endpoint_row, gap_row
 from collector.store.sample_rows import (
@@ -88,6 +89,7 @@ class BatchWriter:
         # Several ingest writer shards may call write() at once, each with its
         # own agents: the caches lock themselves, and a set update is atomic.
         self._known_dealers: set[str] = set()
+        self._owners = AgentOwners()
 
     def write(self, batches: Sequence[MetricBatch], received_at: datetime) -> list[WriteResult]:
         if received_at.tzinfo is None:
@@ -95,14 +97,18 @@ class BatchWriter:
         if not batches:
             return []
         learnt: dict[SeriesKey, int] = {}
+        owners: dict[str, str] = {}
         pair_maps: list[tuple[AgentKey, Dictionaries, dict[Pair, int]]] = []
         action = f"writing a group of {len(batches)} batches"
         with translated_errors(action), self._connections.connection() as connection:
             connection.execution_options(**{WRITE_OPTION: True, HOT_SET_OPTION: True})
             with connection.begin():
-                results = self._write_group(connection, batches, received_at, learnt, pair_maps)
-        # Reached only after the commit: ids of rolled-back series never get cached.
+                results = self._write_group(
+                    connection, batches, received_at, learnt, owners, pair_maps
+                )
+        # Reached only after the commit: rows rolled back never get cached.
         self._series.remember(learnt)
+        self._owners.remember(owners)
         for agent, dictionaries, ids in pair_maps:
             self._pairs.remember(agent, dictionaries, ids)
         return results
@@ -110,21 +116,18 @@ class BatchWriter:
     def close(self) -> None:
         self._connections.close()
 
-    def forget_series(self) -> None:
-        self._series.clear()
-        self._pairs.clear()
-
     def _write_group(
         self,
         connection: Connection,
         batches: Sequence[MetricBatch],
         received_at: datetime,
         learnt: dict[SeriesKey, int],
+        owners: dict[str, str],
         pair_maps: list[tuple[AgentKey, Dictionaries, dict[Pair, int]]],
     ) -> list[WriteResult]:
         results = classify(batches, _committed(connection, {batch_key(b) for b in batches}))
         self._check_dealers(connection, batches)
-        _ensure_agents(connection, batches, received_at)
+        owners.update(_ensure_agents(connection, batches, received_at, self._owners))
         new = [b for b, r in zip(batches, results, strict=True) if r.outcome is WriteOutcome.STORED]
         if new:
             columns = self._sample_columns(connection, new, learnt, pair_maps)
@@ -201,39 +204,53 @@ def _newest_by_agent(batches: Iterable[MetricBatch]) -> dict[str, MetricBatch]:
 
 
 def _ensure_agents(
-    connection: Connection, batches: Sequence[MetricBatch], received_at: datetime
-) -> None:
-    """Create the rows of agents never registered, and refuse agents of another dealer."""
-    newest = _newest_by_agent(batches)
-    rows = [
-        {
-            "agent_id": agent_id,
-            "dealer_id": batch.dealer_id,
-            "hostname": batch.hostname,
-            "version": batch.agent_version,
-            "boot_id": batch.boot_id,
-            "first_seen": received_at,
-            "last_seen": received_at,
-            "last_seq": 0,
-            "generated_samples": 0,
-            "dropped_samples": {},
-            "spool_bytes": 0,
-            "spool_batches": 0,
-        }
-        for agent_id, batch in sorted(newest.items())
-    ]
-    connection.execute(insert_ignoring_conflicts(connection, agents), rows)
-    query = select(agents.c.agent_id, agents.c.dealer_id).where(
-        agents.c.agent_id.in_(padded_to_power_of_two(sorted(newest)))
-    )
-    owners = {row.agent_id: row.dealer_id for row in connection.execute(query)}
+    connection: Connection,
+    batches: Sequence[MetricBatch],
+    received_at: datetime,
+    known: AgentOwners,
+) -> dict[str, str]:
+    """Create the rows of agents never registered, and refuse agents of another dealer.
+
+    Agents whose owner ``known`` holds cost nothing; the owners looked up
+    here are returned, for the caller to remember once committed.
+    """
+    newest = {a: b for a, b in _newest_by_agent(batches).items() if known.get(a) is None}
+    looked_up: dict[str, str] = {}
+    if newest:
+        rows = [
+            _new_agent_row(agent_id, batch, received_at)
+            for agent_id, batch in sorted(newest.items())
+        ]
+        connection.execute(insert_ignoring_conflicts(connection, agents), rows)
+        query = select(agents.c.agent_id, agents.c.dealer_id).where(
+            agents.c.agent_id.in_(padded_to_power_of_two(sorted(newest)))
+        )
+        looked_up = {row.agent_id: row.dealer_id for row in connection.execute(query)}
     for batch in batches:
-        owner = owners[batch.agent_id]
+        owner = looked_up.get(batch.agent_id) or known.get(batch.agent_id)
         if owner != batch.dealer_id:
             raise AgentConflict(
                 f"batch seq {batch.seq}: agent {batch.agent_id!r} belongs to dealer "
                 f"{owner!r}, not {batch.dealer_id!r}"
             )
+    return looked_up
+
+
+def _new_agent_row(agent_id: str, batch: MetricBatch, received_at: datetime) -> dict[str, Any]:
+    return {
+        "agent_id": agent_id,
+        "dealer_id": batch.dealer_id,
+        "hostname": batch.hostname,
+        "version": batch.agent_version,
+        "boot_id": batch.boot_id,
+        "first_seen": received_at,
+        "last_seen": received_at,
+        "last_seq": 0,
+        "generated_samples": 0,
+        "dropped_samples": {},
+        "spool_bytes": 0,
+        "spool_batches": 0,
+    }
 
 
 def _insert_details(
