@@ -180,9 +180,21 @@ def upsert_latest(
         parameters = (received_ms, array_literal(ids), array_literal(times), array_literal(values))
         updated = connection.exec_driver_sql(_POSTGRESQL_UPDATE_LATEST, parameters).rowcount
         if updated != len(ids):
-            connection.exec_driver_sql(_POSTGRESQL_UPSERT_LATEST, parameters)
+            upsert_latest_postgresql(connection, ids, times, values, received_ms)
     else:
         _upsert_latest_sqlite(connection, ids, times, values, received_ms)
+
+
+def upsert_latest_postgresql(
+    connection: Connection,
+    ids: Sequence[int],
+    times: Sequence[int],
+    values: Sequence[float],
+    received_ms: int,
+) -> None:
+    """The upsert alone, for when an UPDATE of the same points did not reach every series."""
+    parameters = (received_ms, array_literal(ids), array_literal(times), array_literal(values))
+    connection.exec_driver_sql(_POSTGRESQL_UPSERT_LATEST, parameters)
 
 
 def array_literal(numbers: Sequence[float]) -> str:

@@ -1,10 +1,11 @@
 """The hot path: a group of batches in one transaction.
 
 Order inside the transaction: decide duplicates, check dealers and agents,
-resolve series ids, then samples (bulk), latest points, endpoint stats, gaps,
-the (agent_id, seq) bookkeeping rows, the rollup dirty marks
-(collector/rollup/dirty.py) and finally the agents' counters. Any
-failure rolls all of it back and forgets the series ids learnt meanwhile.
+resolve series ids, then samples (bulk), endpoint stats and gaps, and last
+the latest points, the (agent_id, seq) bookkeeping rows, the rollup dirty
+marks (collector/rollup/dirty.py) and the agents' counters -- one statement
+on PostgreSQL (collector/store/group_rows.py). Any failure rolls all of it
+back, and nothing learnt meanwhile (series ids, agent owners) is cached.
 """
 
 from __future__ import annotations
@@ -15,27 +16,21 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
     Connection,
     Engine,
-    Update,
-    bindparam,
-    case,
     select,
     tuple_,
 )
 
 from collector.abc import UnknownDealer
-from collector.rollup.dirty import mark_dirty
 from collector.store.dedup import BatchKey, Committed, batch_key, classify
 from collector.store.dialect import insert_ignoring_conflicts
 from collector.store.engine import HOT_SET_OPTION, WRITE_OPTION, translated_errors
 from collector.store.errors import AgentConflict
-from collector.store.fastpath import insert_samples, upsert_latest
+from collector.store.fastpath import insert_samples
+from collector.store.group_rows import Latest, agent_progress, write_group_rows
 from collector.store.owners import AgentOwners
 from collector.store.pinning import WriterConnections
-from collector.store.records import endpoint_row, gap_row
 from collector.store.sample_rows import (
     AgentKey,
     Dictionaries,
@@ -46,15 +41,11 @@ from collector.store.sample_rows import (
     plan_batch,
 )
 from collector.store.schema import (
-    UtcDateTime,
     agents,
-    api_performance,
     dealers,
     ingest_batches,
-    ingest_gaps,
 )
 from collector.store.series import SeriesCache, SeriesKey, resolve_missing
-from dealerpulse.clock import to_unix_ms
 from dealerpulse.model import MetricBatch, WriteOutcome, WriteResult
 
 logger = logging.getLogger(__name__)
@@ -129,14 +120,12 @@ class BatchWriter:
         self._check_dealers(connection, batches)
         owners.update(_ensure_agents(connection, batches, received_at, self._owners))
         new = [b for b, r in zip(batches, results, strict=True) if r.outcome is WriteOutcome.STORED]
+        latest = Latest([], [], [])
         if new:
             columns = self._sample_columns(connection, new, learnt, pair_maps)
             insert_samples(connection, columns.series_ids, columns.times, columns.values)
-            upsert_latest(connection, *columns.latest(), to_unix_ms(received_at))
-            _insert_details(connection, new, received_at)
-            # Same transaction: a committed row always has its rollup mark.
-            mark_dirty(connection, new)
-        _update_agents(connection, batches, results, received_at)
+            latest = Latest(*columns.latest())
+        write_group_rows(connection, new, agent_progress(batches, new), latest, received_at)
         return results
 
     def _check_dealers(self, connection: Connection, batches: Sequence[MetricBatch]) -> None:
@@ -251,85 +240,3 @@ def _new_agent_row(agent_id: str, batch: MetricBatch, received_at: datetime) -> 
         "spool_bytes": 0,
         "spool_batches": 0,
     }
-
-
-def _insert_details(
-    connection: Connection, batches: Sequence[MetricBatch], received_at: datetime
-) -> None:
-    endpoints = [endpoint_row(b, stat) for b in batches for stat in b.endpoints]
-    if endpoints:
-        connection.execute(api_performance.insert(), endpoints)
-    gaps = [gap_row(b, gap, received_at) for b in batches for gap in b.gaps]
-    if gaps:
-        connection.execute(insert_ignoring_conflicts(connection, ingest_gaps), gaps)
-    connection.execute(
-        ingest_batches.insert(),
-        [
-            {
-                "agent_id": b.agent_id,
-                "seq": b.seq,
-                "digest": b.digest,
-                "dealer_id": b.dealer_id,
-                "samples": len(b.samples),
-                "received_at": received_at,
-            }
-            for b in batches
-        ],
-    )
-
-
-def _update_agents(
-    connection: Connection,
-    batches: Sequence[MetricBatch],
-    results: Sequence[WriteResult],
-    received_at: datetime,
-) -> None:
-    """last_seen for every agent of the group; seq and counters from its newest new batch.
-
-    The comparison with last_seq happens in SQL, under the row lock, so a
-    backfilled old batch never overwrites newer totals.
-    """
-    stored = [b for b, r in zip(batches, results, strict=True) if r.outcome is WriteOutcome.STORED]
-    newest = _newest_by_agent(stored)
-    rows = []
-    for agent_id in sorted({b.agent_id for b in batches}):
-        batch = newest.get(agent_id)
-        rows.append(
-            {
-                "b_agent_id": agent_id,
-                "b_seen": received_at,
-                "b_seq": batch.seq if batch else -1,
-                "b_hostname": batch.hostname if batch else "",
-                "b_version": batch.agent_version if batch else "",
-                "b_boot_id": batch.boot_id if batch else "",
-                "b_generated": batch.counters.generated_samples if batch else 0,
-                "b_dropped": dict(batch.counters.dropped_samples) if batch else {},
-                "b_spool_bytes": batch.counters.spool_bytes if batch else 0,
-                "b_spool_batches": batch.counters.spool_batches if batch else 0,
-            }
-        )
-    connection.execute(_agents_update(), rows)
-
-
-def _agents_update() -> Update:
-    newer = bindparam("b_seq", type_=BigInteger()) > agents.c.last_seq
-
-    def if_newer(parameter: str, column: str) -> ColumnElement[Any]:
-        value = bindparam(parameter, type_=agents.c[column].type)
-        return case((newer, value), else_=agents.c[column])
-
-    return (
-        agents.update()
-        .where(agents.c.agent_id == bindparam("b_agent_id"))
-        .values(
-            last_seen=bindparam("b_seen", type_=UtcDateTime()),
-            last_seq=if_newer("b_seq", "last_seq"),
-            hostname=if_newer("b_hostname", "hostname"),
-            version=if_newer("b_version", "version"),
-            boot_id=if_newer("b_boot_id", "boot_id"),
-            generated_samples=if_newer("b_generated", "generated_samples"),
-            dropped_samples=if_newer("b_dropped", "dropped_samples"),
-            spool_bytes=if_newer("b_spool_bytes", "spool_bytes"),
-            spool_batches=if_newer("b_spool_batches", "spool_batches"),
-        )
-    )
