@@ -169,6 +169,8 @@ class BatchWriter:
 
 def _committed(connection: Connection, keys: Iterable[BatchKey]) -> dict[BatchKey, Committed]:
     ordered = sorted(keys)
+    if connection.dialect.name == "postgresql":
+        return _committed_postgresql(connection, ordered)
     found: dict[BatchKey, Committed] = {}
     key_columns = tuple_(ingest_batches.c.agent_id, ingest_batches.c.seq)
     for start in range(0, len(ordered), _KEYS_PER_QUERY):
@@ -182,6 +184,26 @@ def _committed(connection: Connection, keys: Iterable[BatchKey]) -> dict[BatchKe
         for row in connection.execute(query):
             found[(row.agent_id, row.seq)] = Committed(bytes(row.digest), row.samples)
     return found
+
+
+# Two arrays instead of an expanding IN list: one statement text for any
+# number of keys, and no SQLAlchemy rendering of the list at every group.
+_POSTGRESQL_COMMITTED = """
+SELECT b.agent_id, b.seq, b.digest, b.samples
+FROM unnest(%s::text[], %s::bigint[]) AS k(agent_id, seq)
+JOIN ingest_batches AS b ON b.agent_id = k.agent_id AND b.seq = k.seq
+"""
+
+
+def _committed_postgresql(
+    connection: Connection, ordered: Sequence[BatchKey]
+) -> dict[BatchKey, Committed]:
+    parameters = ([agent_id for agent_id, _ in ordered], [seq for _, seq in ordered])
+    rows = connection.exec_driver_sql(_POSTGRESQL_COMMITTED, parameters)
+    return {
+        (agent_id, seq): Committed(bytes(digest), samples)
+        for agent_id, seq, digest, samples in rows
+    }
 
 
 def _newest_by_agent(batches: Iterable[MetricBatch]) -> dict[str, MetricBatch]:
