@@ -144,3 +144,23 @@ def test_register_agent_refuses_unknown_dealers_and_foreign_agents(
     with pytest.raises(AgentConflict):
         store.write_batches([batch("agent-1", 1, dealer_id="rival-motors")], NOW)
     assert store.list_agents("rival-motors") == []
+
+
+def test_an_agent_the_writer_has_seen_stays_with_its_dealer(store: SQLAlchemyMetricStore) -> None:
+    """The writer remembers owners it has committed; a claim from another dealer still fails."""
+    add_dealer(store)
+    add_dealer(store, "rival-motors")
+    store.write_batches([batch("agent-1", 1)], NOW)
+
+    with pytest.raises(AgentConflict, match="agent-1"):
+        store.write_batches([batch("agent-1", 2, dealer_id="rival-motors")], NOW)
+    with pytest.raises(AgentConflict, match="agent-1"):
+        store.write_batches(
+            [batch("agent-2", 1), batch("agent-1", 3, dealer_id="rival-motors")], NOW
+        )
+    assert set(store.committed_batches("agent-1")) == {1}
+    # The refused group was rolled back whole, agent-2's row with it: its
+    # owner was never remembered, so rival-motors may take that id now.
+    assert store.committed_batches("agent-2") == {}
+    store.write_batches([batch("agent-2", 1, dealer_id="rival-motors")], NOW)
+    assert [a.agent_id for a in store.list_agents("rival-motors")] == ["agent-2"]
