@@ -54,7 +54,9 @@ def test_postgresql_reads_back_exactly_the_packed_rows(
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(texts=st.lists(st.text(st.characters(exclude_characters="\x00")), max_size=20))
+@given(
+    texts=st.lists(st.text(st.characters(codec="utf-8", exclude_characters="\x00")), max_size=20)
+)
 def test_text_array_literals_read_back_as_the_same_strings(
     pg_connection: psycopg.Connection[tuple[object, ...]], texts: list[str]
 ) -> None:
