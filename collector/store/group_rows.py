@@ -15,7 +15,7 @@ its output. SQLite, in-process, keeps one statement per table.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -55,35 +55,41 @@ class AgentProgress:
     spool_batches: int
 
 
+def newest_by_agent(batches: Iterable[MetricBatch]) -> dict[str, MetricBatch]:
+    """Each agent's batch with the highest seq."""
+    newest: dict[str, MetricBatch] = {}
+    for batch in batches:
+        if batch.agent_id not in newest or batch.seq > newest[batch.agent_id].seq:
+            newest[batch.agent_id] = batch
+    return newest
+
+
 def agent_progress(
     batches: Sequence[MetricBatch], stored: Sequence[MetricBatch]
 ) -> list[AgentProgress]:
     """One entry per agent of the group, by agent id; figures from its newest stored batch."""
-    newest: dict[str, MetricBatch] = {}
-    for batch in stored:
-        if batch.agent_id not in newest or batch.seq > newest[batch.agent_id].seq:
-            newest[batch.agent_id] = batch
-    progress = []
-    for agent_id in sorted({b.agent_id for b in batches}):
-        batch = newest.get(agent_id)
-        if batch is None:
-            progress.append(AgentProgress(agent_id, -1, "", "", "", 0, {}, 0, 0))
-            continue
-        counters = batch.counters
-        progress.append(
-            AgentProgress(
-                agent_id,
-                batch.seq,
-                batch.hostname,
-                batch.agent_version,
-                batch.boot_id,
-                counters.generated_samples,
-                dict(counters.dropped_samples),
-                counters.spool_bytes,
-                counters.spool_batches,
-            )
-        )
-    return progress
+    newest = newest_by_agent(stored)
+    return [
+        _progress(agent_id, newest.get(agent_id))
+        for agent_id in sorted({b.agent_id for b in batches})
+    ]
+
+
+def _progress(agent_id: str, newest: MetricBatch | None) -> AgentProgress:
+    if newest is None:
+        return AgentProgress(agent_id, -1, "", "", "", 0, {}, 0, 0)
+    counters = newest.counters
+    return AgentProgress(
+        agent_id,
+        newest.seq,
+        newest.hostname,
+        newest.agent_version,
+        newest.boot_id,
+        counters.generated_samples,
+        dict(counters.dropped_samples),
+        counters.spool_bytes,
+        counters.spool_batches,
+    )
 
 
 def write_group_rows(

@@ -28,7 +28,7 @@ from collector.store.dialect import insert_ignoring_conflicts
 from collector.store.engine import HOT_SET_OPTION, WRITE_OPTION, translated_errors
 from collector.store.errors import AgentConflict
 from collector.store.fastpath import insert_samples
-from collector.store.group_rows import Latest, agent_progress, write_group_rows
+from collector.store.group_rows import Latest, agent_progress, newest_by_agent, write_group_rows
 from collector.store.owners import AgentOwners
 from collector.store.pinning import WriterConnections
 from collector.store.sample_rows import (
@@ -206,14 +206,6 @@ def _committed_postgresql(
     }
 
 
-def _newest_by_agent(batches: Iterable[MetricBatch]) -> dict[str, MetricBatch]:
-    newest: dict[str, MetricBatch] = {}
-    for batch in batches:
-        if batch.agent_id not in newest or batch.seq > newest[batch.agent_id].seq:
-            newest[batch.agent_id] = batch
-    return newest
-
-
 def _ensure_agents(
     connection: Connection,
     batches: Sequence[MetricBatch],
@@ -225,7 +217,7 @@ def _ensure_agents(
     Agents whose owner ``known`` holds cost nothing; the owners looked up
     here are returned, for the caller to remember once committed.
     """
-    newest = {a: b for a, b in _newest_by_agent(batches).items() if known.get(a) is None}
+    newest = {a: b for a, b in newest_by_agent(batches).items() if known.get(a) is None}
     looked_up: dict[str, str] = {}
     if newest:
         rows = [
