@@ -177,23 +177,26 @@ def upsert_latest(
     if not ids:
         return
     if connection.dialect.name == "postgresql":
-        parameters = (received_ms, array_literal(ids), array_literal(times), array_literal(values))
+        parameters = latest_parameters(ids, times, values, received_ms)
         updated = connection.exec_driver_sql(_POSTGRESQL_UPDATE_LATEST, parameters).rowcount
         if updated != len(ids):
-            upsert_latest_postgresql(connection, ids, times, values, received_ms)
+            upsert_latest_postgresql(connection, parameters)
     else:
         _upsert_latest_sqlite(connection, ids, times, values, received_ms)
 
 
-def upsert_latest_postgresql(
-    connection: Connection,
-    ids: Sequence[int],
-    times: Sequence[int],
-    values: Sequence[float],
-    received_ms: int,
-) -> None:
+LatestParameters = tuple[int, str, str, str]
+"""(received_ms, ids, times, values), the arrays as PostgreSQL literals."""
+
+
+def latest_parameters(
+    ids: Sequence[int], times: Sequence[int], values: Sequence[float], received_ms: int
+) -> LatestParameters:
+    return (received_ms, array_literal(ids), array_literal(times), array_literal(values))
+
+
+def upsert_latest_postgresql(connection: Connection, parameters: LatestParameters) -> None:
     """The upsert alone, for when an UPDATE of the same points did not reach every series."""
-    parameters = (received_ms, array_literal(ids), array_literal(times), array_literal(values))
     connection.exec_driver_sql(_POSTGRESQL_UPSERT_LATEST, parameters)
 
 

@@ -25,7 +25,12 @@ from sqlalchemy import BigInteger, ColumnElement, Connection, Update, bindparam,
 
 from collector.rollup.dirty import dirty_minutes, mark_dirty
 from collector.store.dialect import insert_ignoring_conflicts
-from collector.store.fastpath import array_literal, upsert_latest, upsert_latest_postgresql
+from collector.store.fastpath import (
+    LatestParameters,
+    latest_parameters,
+    upsert_latest,
+    upsert_latest_postgresql,
+)
 from collector.store.records import endpoint_row, gap_row
 from collector.store.schema import UtcDateTime, agents, api_performance, ingest_batches, ingest_gaps
 from dealerpulse.clock import to_unix_ms
@@ -103,7 +108,11 @@ def write_group_rows(
     """Everything but the samples, for the newly ``stored`` batches and every agent of the group."""
     _insert_details(connection, stored, received_at)
     if connection.dialect.name == "postgresql":
-        _write_postgresql(connection, stored, progress, latest, received_at)
+        points = latest_parameters(latest.ids, latest.times, latest.values, to_unix_ms(received_at))
+        parameters = _postgresql_parameters(stored, progress, points, received_at)
+        updated = connection.exec_driver_sql(_POSTGRESQL_GROUP_ROWS, parameters).scalar_one()
+        if updated != len(latest.ids):
+            upsert_latest_postgresql(connection, points)
         return
     if stored:
         upsert_latest(connection, latest.ids, latest.times, latest.values, to_unix_ms(received_at))
@@ -244,24 +253,23 @@ SELECT count(*) FROM latest
 """
 
 
-def _write_postgresql(
-    connection: Connection,
+def _postgresql_parameters(
     stored: Sequence[MetricBatch],
     progress: Sequence[AgentProgress],
-    latest: Latest,
+    points: LatestParameters,
     received_at: datetime,
-) -> None:
-    received_ms = to_unix_ms(received_at)
+) -> dict[str, Any]:
+    received_ms, ids, times, values = points
     keys = sorted(stored, key=lambda b: (b.agent_id, b.seq))
     marks = sorted(dirty_minutes(stored).items())
-    parameters = {
+    return {
         "received_ms": received_ms,
         "received_at": received_at,
-        # The long arrays as text built in C (see array_literal); the short
-        # ones through psycopg's list adaptation.
-        "ids": array_literal(latest.ids),
-        "times": array_literal(latest.times),
-        "values": array_literal(latest.values),
+        # The long arrays as text built in C (see fastpath.array_literal);
+        # the short ones through psycopg's list adaptation.
+        "ids": ids,
+        "times": times,
+        "values": values,
         "key_agents": [b.agent_id for b in keys],
         "key_seqs": [b.seq for b in keys],
         "key_digests": [b.digest for b in keys],
@@ -280,6 +288,3 @@ def _write_postgresql(
         "agent_spool_bytes": [p.spool_bytes for p in progress],
         "agent_spool_batches": [p.spool_batches for p in progress],
     }
-    updated = connection.exec_driver_sql(_POSTGRESQL_GROUP_ROWS, parameters).scalar_one()
-    if updated != len(latest.ids):
-        upsert_latest_postgresql(connection, latest.ids, latest.times, latest.values, received_ms)
