@@ -27,13 +27,25 @@ output: shutil loads bz2 and lzma (their C modules and libraries, about
 0.3 MiB) for archive formats it only offers if they import, inside
 try/except. The agent never makes archives; bz2 and lzma stay importable.
 
-Only the agent's own command calls this, before anything imports asyncio;
+Protobuf's generated modules (``ingest_pb2``) import the pure-Python message
+implementation, ``google.protobuf.internal.python_message``, and with it 22
+modules (text_format, the pure-Python encoder and decoder, containers, pickle,
+calendar...): 1.4 MiB of the agent's peak RSS. With the upb runtime (the
+default wherever its wheel exists) nothing ever uses them: message classes
+come from upb. :func:`defer_protobuf_python_message` registers that module
+with the standard library's :class:`importlib.util.LazyLoader`, which runs it
+on first use of one of its attributes; until then it costs one module object.
+Were something to need it (the pure-Python runtime, an extension registered at
+run time), it loads then and works as usual.
+
+Only the agent's own command calls these, before anything imports asyncio;
 processes that host other parts (``dealerpulse up``, tests) never do.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -45,6 +57,8 @@ _IMPORTED_WITHOUT_SSL = ("asyncio", "grpc")
 _RESOLVER_VARIABLE = "GRPC_DNS_RESOLVER"
 # shutil works without bz2 and lzma (try/except): it just offers fewer archive formats.
 _COMPRESSORS = ("bz2", "lzma")
+# Imported by protobuf's descriptor_pool and builder, used only by its pure-Python runtime.
+_PROTOBUF_PYTHON_MESSAGE = "google.protobuf.internal.python_message"
 
 
 def import_grpc_without_stdlib_ssl() -> bool:
@@ -70,6 +84,28 @@ def import_shutil_without_compressors() -> bool:
     terminal), which would otherwise come too early for the agent's step.
     """
     return _import_without(_COMPRESSORS, ("shutil",))
+
+
+def defer_protobuf_python_message() -> bool:
+    """Make protobuf's pure-Python message module load on first use; False if
+    it was already imported (then nothing changes) or protobuf is missing."""
+    name = _PROTOBUF_PYTHON_MESSAGE
+    if name in sys.modules:
+        return False
+    try:
+        spec = importlib.util.find_spec(name)
+    except ModuleNotFoundError:
+        return False
+    if spec is None or spec.loader is None:
+        return False
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    # What a normal import does too; setting it does not trigger the load.
+    parent, _, child = name.rpartition(".")
+    setattr(sys.modules[parent], child, module)
+    return True
 
 
 def _import_without(unavailable: tuple[str, ...], modules: tuple[str, ...]) -> bool:

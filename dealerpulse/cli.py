@@ -142,10 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         import_shutil_without_compressors()
     if chosen_command(argv) == "agent":
-        # Before the parser imports asyncio: keeps the agent process small.
-        from agent.footprint import import_grpc_without_stdlib_ssl
+        # Before the parser imports asyncio or protobuf: keeps the agent process small.
+        from agent.footprint import defer_protobuf_python_message, import_grpc_without_stdlib_ssl
 
         import_grpc_without_stdlib_ssl()
+        defer_protobuf_python_message()
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     logs.setup(args.log_level)

@@ -196,6 +196,47 @@ def test_agent_check_reports_unreachable_collector_without_server_packages(
     assert "s3cr3t" not in done.stdout + done.stderr
 
 
+# Imported only through protobuf's pure-Python message module (see agent.footprint).
+PROTOBUF_PYTHON_RUNTIME = ("google.protobuf.text_format", "google.protobuf.internal.decoder")
+
+
+def test_the_agent_command_leaves_protobufs_python_runtime_unloaded(tmp_path: Path) -> None:
+    """upb encodes the agent's messages; protobuf's pure-Python modules would cost 1.4 MiB."""
+    address = f"127.0.0.1:{closed_port()}"
+    done = run_blocked(
+        "from dealerpulse.cli import main\n"
+        f"code = main(['agent', '--check', '--collector', {address!r}, '--token', {TOKEN!r},"
+        " '--spool', 'spool/agent.db'])\n"
+        "print('codec loaded:', 'agent.codec' in sys.modules)\n"
+        f"print('loaded:', sorted(m for m in {PROTOBUF_PYTHON_RUNTIME!r} if m in sys.modules))\n",
+        tmp_path,
+    )
+    assert_nothing_blocked(done)
+    assert "codec loaded: True" in done.stdout, done.stdout + done.stderr
+    assert "loaded: []" in done.stdout, done.stdout + done.stderr
+
+
+def test_protobufs_deferred_python_runtime_loads_on_first_use(tmp_path: Path) -> None:
+    """Whatever does need the pure-Python module still gets all of it, e.g. text_format."""
+    done = run_blocked(
+        "from agent.footprint import defer_protobuf_python_message\n"
+        "assert defer_protobuf_python_message()\n"
+        "assert not defer_protobuf_python_message(), 'a second call must change nothing'\n"
+        "from dealerpulse.v1 import ingest_pb2\n"
+        "batch = ingest_pb2.Batch(agent_id='lot-7', seq=3)\n"
+        "assert ingest_pb2.Batch.FromString(batch.SerializeToString()) == batch\n"
+        f"assert not any(m in sys.modules for m in {PROTOBUF_PYTHON_RUNTIME!r})\n"
+        "from google.protobuf.internal import python_message\n"
+        "assert callable(python_message._AttachFieldHelpers)\n"
+        "from google.protobuf import text_format\n"
+        "print(text_format.MessageToString(batch, as_one_line=True))\n",
+        tmp_path,
+    )
+    assert_nothing_blocked(done)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == 'agent_id: "lot-7" seq: 3'
+
+
 def test_agent_modules_import_without_server_packages(tmp_path: Path) -> None:
     done = run_blocked(
         "import agent.runner, agent.instrument\n"
