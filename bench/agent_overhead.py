@@ -5,16 +5,19 @@
 
 Starts a real collector (``python -m dealerpulse collector``) on a temporary
 SQLite file, registers a dealer, then for each interval runs the real agent
-(``python -m dealerpulse agent``) as its own process and reads that process's
-CPU time (user + system) over the measuring window, its peak RSS (VmHWM) and
-its USS (private memory). Writes bench/results/agent_overhead.json and prints
-a table.
+(``dealerpulse agent``) as its own process and reads that process's CPU time
+(user + system) over the measuring window, its peak RSS (VmHWM) and its USS
+(private memory). The agent is the one a dealer server runs: a wheel of the
+work tree installed into a new venv by that venv's own pip (bench.agent_install;
+``--agent tree`` runs the work tree instead). Writes
+bench/results/agent_overhead.json and prints a table.
 
 Peak RSS includes the pages of shared libraries the agent has touched (the
-``file`` column): grpc's C core alone is about 15 MiB of them. For scale, a
-process that only starts CPython 3.11, imports grpc (which imports asyncio),
-sqlite3 and psutil and makes one call on a grpc.aio channel peaks at about
-38.8 MiB here (measured 2026-11-26, no agent code, no protobuf).
+``file`` column). grpc's C core is the largest (the ``grpc`` column), and how
+many of its pages a process maps depends on the page cache as well as on the
+process: the same agent read 10.1 MiB there when the library was installed by
+pip 23 and 12.8 MiB for a while after pip 26 had written it (its page-cache
+folios are larger then and are mapped whole), 2026-11-27.
 
 Budget: under 0.5 % of one core at a 10 s interval, under 40 MiB RSS. For
 scale (120 s at a 1 s interval): collectd 0.12 CPU-s and 3 MB RSS,
@@ -41,6 +44,8 @@ from typing import IO
 
 import psutil
 
+from bench.agent_install import CHOICES, TREE, AgentProgram, InstallError, agent_program
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "agent_overhead.json"
 DEALERPULSE = [sys.executable, "-m", "dealerpulse"]
@@ -64,6 +69,8 @@ class Run:
     # libpython; shared with other processes) and anonymous (heap, Python objects).
     rss_file_mib: float
     rss_anon_mib: float
+    # The part of rss_file in grpc's C core (cygrpc): see the docstring.
+    grpc_core_rss_mib: float
     uss_mib: float
     threads: int
     batches_stored: int
@@ -96,10 +103,9 @@ def _accepting(port: int) -> bool:
 
 
 def _env(tmp: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        XDG_DATA_HOME=str(tmp / "data"), XDG_STATE_HOME=str(tmp / "state"), PYTHONPATH=str(REPO)
-    )
+    """The collector's environment: the work tree, its own data directories."""
+    env = TREE.environment(os.environ)
+    env.update(XDG_DATA_HOME=str(tmp / "data"), XDG_STATE_HOME=str(tmp / "state"))
     env.pop("DATABASE_URL", None)
     env.pop("DEALERPULSE_CONFIG", None)
     return env
@@ -133,6 +139,19 @@ def _status(pid: int) -> dict[str, int]:
     return fields
 
 
+def _grpc_core_rss_kib(pid: int) -> int:
+    """Resident KiB of grpc's C core (the cygrpc extension) in process ``pid``."""
+    total = 0
+    in_core = False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        words = line.split()
+        if words and "-" in words[0] and not words[0].endswith(":"):
+            in_core = len(words) >= 6 and "cygrpc" in Path(words[-1]).name
+        elif in_core and words[0] == "Rss:":
+            total += int(words[1])
+    return total
+
+
 def _stored(db_url: str, agent_id: str) -> tuple[int, int]:
     from collector.store import open_store
 
@@ -146,15 +165,15 @@ def _stored(db_url: str, agent_id: str) -> tuple[int, int]:
 
 @contextmanager
 def running_agent(
-    interval_s: float, port: int, token: str, tmp: Path
+    interval_s: float, port: int, token: str, tmp: Path, program: AgentProgram = TREE
 ) -> Iterator[subprocess.Popen[bytes]]:
     """The real agent (default settings, its API intake on a socket in ``tmp``) at
-    ``interval_s``, until the block ends."""
+    ``interval_s``, started as ``program``, until the block ends."""
     agent_id = f"bench-{interval_s:g}s"
     log: IO[bytes] = open(tmp / f"agent-{agent_id}.log", "wb")  # noqa: SIM115 - closed below
     agent = subprocess.Popen(
         [
-            *DEALERPULSE,
+            *program.argv,
             "agent",
             "--collector",
             f"127.0.0.1:{port}",
@@ -174,7 +193,7 @@ def running_agent(
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**_env(tmp), "DEALERPULSE_TOKEN": token},
+        env={**program.environment(_env(tmp)), "DEALERPULSE_TOKEN": token},
     )
     try:
         yield agent
@@ -185,11 +204,17 @@ def running_agent(
 
 
 def measure(
-    interval_s: float, seconds: float, warmup_s: float, port: int, token: str, tmp: Path
+    interval_s: float,
+    seconds: float,
+    warmup_s: float,
+    port: int,
+    token: str,
+    tmp: Path,
+    program: AgentProgram = TREE,
 ) -> tuple[Run, int]:
     """One agent process at one interval; the Run and the agent's pid (for logs)."""
     agent_id = f"bench-{interval_s:g}s"
-    with running_agent(interval_s, port, token, tmp) as agent:
+    with running_agent(interval_s, port, token, tmp, program) as agent:
         watched = psutil.Process(agent.pid)
         time.sleep(warmup_s)  # start-up is not steady state; a benchmark window, not a sync
         before = watched.cpu_times()
@@ -199,6 +224,7 @@ def measure(
         window_s = time.monotonic() - started
         memory = watched.memory_full_info()
         status = _status(agent.pid)
+        grpc_core_kib = _grpc_core_rss_kib(agent.pid)
     cpu_s = (after.user + after.system) - (before.user + before.system)
     batches, samples = _stored(f"sqlite:///{tmp / 'collector.db'}", agent_id)
     run = Run(
@@ -212,6 +238,7 @@ def measure(
         rss_mib=round(memory.rss / MIB, 1),
         rss_file_mib=round(status["RssFile"] * 1024 / MIB, 1),
         rss_anon_mib=round(status["RssAnon"] * 1024 / MIB, 1),
+        grpc_core_rss_mib=round(grpc_core_kib * 1024 / MIB, 1),
         uss_mib=round(memory.uss / MIB, 1),
         threads=status["Threads"],
         batches_stored=batches,
@@ -246,17 +273,23 @@ def running_collector(tmp: Path) -> Iterator[tuple[int, str]]:
         collector_log.close()
 
 
-def run_all(intervals: Sequence[float], seconds: float, warmup_s: float) -> list[Run]:
+def run_all(
+    intervals: Sequence[float], seconds: float, warmup_s: float, agent: str
+) -> tuple[list[Run], str]:
+    """The runs, and what agent program they measured."""
     with tempfile.TemporaryDirectory(prefix="dp-bench-agent-") as tmp_name:
         tmp = Path(tmp_name)
+        program = agent_program(agent, tmp / "install")
         with running_collector(tmp) as (port, token):
-            return [measure(i, seconds, warmup_s, port, token, tmp)[0] for i in intervals]
+            runs = [measure(i, seconds, warmup_s, port, token, tmp, program)[0] for i in intervals]
+    return runs, program.description
 
 
 def table(runs: Sequence[Run]) -> str:
     header = (
         f"{'interval':>8} {'window':>7} {'CPU-s':>7} {'CPU-s/h':>8} {'%core':>7} "
-        f"{'CPU-s/120s':>10} {'peakRSS':>8} {'RSS':>6} {'file':>6} {'anon':>6} {'USS':>6} "
+        f"{'CPU-s/120s':>10} {'peakRSS':>8} {'RSS':>6} {'file':>6} {'grpc':>6} {'anon':>6} "
+        f"{'USS':>6} "
         f"{'thr':>3} {'batches':>7} {'samples':>7} {'load':>5}"
     )
     lines = [header]
@@ -265,6 +298,7 @@ def table(runs: Sequence[Run]) -> str:
             f"{r.interval_s:>7g}s {r.window_s:>6.0f}s {r.cpu_s:>7.3f} {r.cpu_s_per_hour:>8.2f} "
             f"{r.cpu_percent_of_one_core:>7.3f} {r.cpu_s_per_120s:>10.3f} "
             f"{r.peak_rss_mib:>7.1f}M {r.rss_mib:>5.1f}M {r.rss_file_mib:>5.1f}M "
+            f"{r.grpc_core_rss_mib:>5.1f}M "
             f"{r.rss_anon_mib:>5.1f}M {r.uss_mib:>5.1f}M {r.threads:>3} "
             f"{r.batches_stored:>7} {r.samples_stored:>7} {r.load_average_1m:>5.2f}"
         )
@@ -289,12 +323,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=120.0, help="window per interval")
     parser.add_argument("--warmup", type=float, default=5.0, help="start-up left out of window")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
+    parser.add_argument(
+        "--agent",
+        choices=CHOICES,
+        default="installed",
+        help="installed: as a dealer server runs it (default); tree: the work tree",
+    )
     args = parser.parse_args(argv)
     try:
         intervals = [float(x) for x in args.intervals.split(",") if x.strip()]
     except ValueError:
         parser.error(f"--intervals must be numbers separated by commas, got {args.intervals!r}")
-    runs = run_all(intervals, args.seconds, args.warmup)
+    try:
+        runs, agent = run_all(intervals, args.seconds, args.warmup, args.agent)
+    except InstallError as exc:
+        raise SystemExit(str(exc)) from exc
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
@@ -307,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     "cpus": os.cpu_count(),
                     "cpu": platform.processor() or platform.machine(),
                 },
+                "agent": agent,
                 "budget": {
                     "cpu_percent_at_10s": CPU_BUDGET_PERCENT,
                     "rss_mib": RSS_BUDGET_MIB,
@@ -317,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         + "\n"
     )
+    print(f"agent: {agent}")
     print(table(runs))
     print("\n".join(_verdict(runs)))
     print(f"written to {args.out}")

@@ -1,16 +1,17 @@
 """Agent overhead against collectd: CPU seconds and RSS over the same window, as ratios.
 
-    apt-get install -y collectd          # once (or: make bench-deps); this bench installs nothing
+    apt-get install -y collectd          # once (or: make bench-deps); not installed by this bench
     python -m bench.collectd                     # 300 s window, 10 s interval
     python -m bench.collectd --quick             # 30 s window
 
-Our agent (``python -m dealerpulse agent``, default settings: host source
-and API intake, shipping to a real collector on a temporary SQLite file; see
-bench.agent_overhead) and collectd (``collectd -f -C CONF``, never its
-system service) run side by side over the same window, at the same interval
-(``--interval``, default our agent's 10 s). collectd's config lives in a temp
-dir: the cpu, memory, disk, df, interface, load, processes and swap plugins,
-written by the csv plugin into the temp dir. For each process: CPU seconds
+Our agent (``dealerpulse agent``, default settings: host source and API
+intake, shipping to a real collector on a temporary SQLite file; installed as
+on a dealer server unless ``--agent tree``: see bench.agent_install) and
+collectd (``collectd -f -C CONF``, never its system service) run side by side
+over the same window, at the same interval (``--interval``, default our
+agent's 10 s). collectd's config lives in a temp dir: the cpu, memory, disk,
+df, interface, load, processes and swap plugins, written by the csv plugin
+into the temp dir. For each process: CPU seconds
 (utime + stime from /proc/PID/stat) over the window after a warm-up, RSS
 (VmRSS of /proc/PID/status) sampled once a second, and its peak (VmHWM).
 
@@ -35,6 +36,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.agent_install import CHOICES, AgentProgram, InstallError, agent_program
 from bench.agent_overhead import _stored, running_agent, running_collector
 from bench.ingest import REPO, machine
 
@@ -165,14 +167,20 @@ def observe(pids: dict[str, int], warmup_s: float, window_s: float) -> dict[str,
     return usages
 
 
-def run(interval_s: float, warmup_s: float, window_s: float) -> tuple[Usage, Usage]:
-    """(our agent, collectd), side by side over the same window."""
+def run(
+    interval_s: float, warmup_s: float, window_s: float, agent_choice: str
+) -> tuple[Usage, Usage, AgentProgram]:
+    """(our agent, collectd, what our agent was), side by side over the same window."""
     with tempfile.TemporaryDirectory(prefix="dp-bench-collectd-") as name:
         tmp = Path(name)
         (tmp / "collectd").mkdir()
+        try:
+            program = agent_program(agent_choice, tmp / "install")
+        except InstallError as exc:
+            raise BenchError(str(exc)) from exc
         with (
             running_collector(tmp) as (port, token),
-            running_agent(interval_s, port, token, tmp) as agent,
+            running_agent(interval_s, port, token, tmp, program) as agent,
             running_collectd(tmp / "collectd", interval_s) as collectd,
         ):
             usages = observe(
@@ -189,7 +197,7 @@ def run(interval_s: float, warmup_s: float, window_s: float) -> tuple[Usage, Usa
     theirs = Usage(**{**asdict(theirs), "output": f"{rows} csv rows written"})
     if not batches or not rows:
         raise BenchError(f"nothing collected: ours {ours.output}, collectd {theirs.output}")
-    return ours, theirs
+    return ours, theirs, program
 
 
 def table(ours: Usage, theirs: Usage) -> str:
@@ -229,16 +237,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=10.0, help="both agents' interval, s")
     parser.add_argument("--warmup", type=float, default=5.0, help="start-up left out, s")
     parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--agent",
+        choices=CHOICES,
+        default="installed",
+        help="installed: our agent as a dealer server runs it (default); tree: the work tree",
+    )
     args = parser.parse_args(argv)
     duration = 30.0 if args.quick else args.duration
     if duration <= 0 or args.interval <= 0 or args.warmup < 0:
         parser.error("--duration and --interval must be positive, --warmup at least 0")
     print(f"collectd: our agent and collectd at a {args.interval:g} s interval, {duration:g} s")
     try:
-        ours, theirs = run(args.interval, args.warmup, duration)
+        ours, theirs, program = run(args.interval, args.warmup, duration, args.agent)
     except BenchError as exc:
         print(f"collectd benchmark failed: {exc}", file=sys.stderr)
         return 1
+    print(f"our agent: {program.description}")
     print(table(ours, theirs))
     ratio = ratios(ours, theirs)
     print(f"ours / collectd: CPU-s {ratio['cpu_s']}, mean RSS {ratio['rss_mean']}")
@@ -247,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": shlex.join([Path(sys.executable).name, "-m", "bench.collectd", *argv]),
         "machine": machine(),
+        "agent": program.description,
         "interval_s": args.interval,
         "window_s": duration,
         "collectd_plugins": [*PLUGINS, "csv"],
