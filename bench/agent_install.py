@@ -72,7 +72,7 @@ def agent_program(choice: str, scratch: Path) -> AgentProgram:
 
 def install_agent(scratch: Path) -> AgentProgram:
     """A wheel of the work tree installed into a new venv under ``scratch`` by that venv's pip."""
-    wheel = _build_wheel(scratch)
+    wheel = build_wheel(scratch)
     env_dir = scratch / "agent-venv"
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     python = env_dir / "bin" / "python"
@@ -85,7 +85,8 @@ def install_agent(scratch: Path) -> AgentProgram:
     )
 
 
-def _build_wheel(scratch: Path) -> Path:
+def build_wheel(scratch: Path) -> Path:
+    """A wheel of the work tree, built under ``scratch`` by the development venv."""
     source = scratch / "agent-source"
     source.mkdir(parents=True)
     for name in SOURCES:

@@ -10,7 +10,6 @@ project into a fresh virtualenv with only the base dependencies.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,6 +17,8 @@ import venv
 from pathlib import Path
 
 import pytest
+
+from bench.agent_install import build_wheel
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "dp1.footprint-motors.s3cr3t"
@@ -261,9 +262,6 @@ def test_agent_modules_leave_random_until_a_reconnect(tmp_path: Path) -> None:
 # ---- a real minimal install
 
 BASE_DEPENDENCIES = ("grpcio", "protobuf", "psutil")
-# What an sdist of the project holds; copied so that the build leaves no
-# build/ or *.egg-info in the shared work tree.
-SOURCES = ("pyproject.toml", "README.md", "dealerpulse", "agent", "collector", "reporter")
 
 
 def _pip(*args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
@@ -286,37 +284,9 @@ def _skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _copy_sources(source: Path) -> None:
-    source.mkdir()
-    for name in SOURCES:
-        origin = REPO / name
-        if origin.is_dir():
-            shutil.copytree(origin, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif origin.exists():
-            shutil.copy2(origin, source / name)
-
-
-def _build_wheel(source: Path, wheels: Path) -> Path:
-    """The project's wheel, built by the main venv's setuptools (no isolated build env)."""
-    built = _pip(
-        "wheel",
-        "--no-deps",
-        "--no-build-isolation",
-        "--wheel-dir",
-        str(wheels),
-        str(source),
-        timeout_s=120,
-    )
-    assert built.returncode == 0, built.stderr[-2000:]
-    (wheel,) = wheels.glob("dealerpulse-*.whl")
-    return wheel
-
-
 @pytest.mark.slow
 def test_fresh_venv_with_base_dependencies_runs_the_agent(tmp_path: Path) -> None:
-    source = tmp_path / "src"
-    _copy_sources(source)
-    wheel = _build_wheel(source, tmp_path / "wheels")
+    wheel = build_wheel(tmp_path)
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False, system_site_packages=False, clear=True).create(env_dir)
     python = env_dir / "bin" / "python"
