@@ -144,8 +144,8 @@ def _grpc_core_rss_kib(pid: int) -> int:
     total = 0
     in_core = False
     for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
-        words = line.split()
-        if words and "-" in words[0] and not words[0].endswith(":"):
+        words = line.split() or [""]
+        if not words[0].endswith(":"):  # a mapping's first line: address range ... path
             in_core = len(words) >= 6 and "cygrpc" in Path(words[-1]).name
         elif in_core and words[0] == "Rss:":
             total += int(words[1])
